@@ -131,6 +131,7 @@ class RunSummary:
     spec_hash: str | None = None
     peft_config: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)  # ours: the ExperimentSpec, as data
 
     @property
     def ok(self) -> bool:
@@ -207,6 +208,7 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         spec_hash=(ours or {}).get("spec_hash"),
         peft_config=run_info.get("peft_config") or {},
         train_config=train_config,
+        spec=dict((ours or {}).get("spec") or {}),
     )
 
 
