@@ -49,12 +49,13 @@ def gsm8k_example(question: str, answer: str, where: str) -> Example:
 
 
 def metamath_example(query: str, response: str) -> Example:
-    """A MetaMathQA record as an example (the reference answer follows ``The answer is:``)."""
-    return Example(
-        PROMPT.format(question=query.strip()),
-        " " + response.strip(),
-        extract_final_number(response),
-    )
+    """A MetaMathQA record as an example (the reference answer follows ``The answer is:``).
+
+    MATH-derived records have non-numeric answers (``\\frac{1}{2}``); they are kept as text.
+    """
+    _, marker, final = response.rpartition("The answer is:")
+    answer = normalize_number(final) if marker else extract_final_number(response)
+    return Example(PROMPT.format(question=query.strip()), " " + response.strip(), answer)
 
 
 def _local_gsm8k(folder: str, split: str) -> list[tuple[str, str, str]]:

@@ -82,7 +82,7 @@ class Sst2Task(ClassificationTask):
         """Local folder (absolute) or hub id, seed and the requested caps."""
         s = dict(self.settings)
         s["data"] = str(Path(s["data"]).resolve()) if s["data"] else f"hub:{HUB[0]}/{HUB[1]}"
-        s["test_source"] = "official validation set (dev.tsv)"
+        s["test_source"] = "official validation set (dev.tsv; hub: validation)"
         return s
 
 
