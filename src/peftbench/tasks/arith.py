@@ -45,6 +45,7 @@ LEVELS: dict[int, Level] = {
     5: Level(steps=5, max_number=1000, max_factor=20),
 }
 DEFAULT_DIFFICULTY = 3
+MAX_MISSES = 2000
 
 NAMES = (
     "Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonah",
@@ -133,18 +134,20 @@ def generate_split(seed: int, split: str, n: int, level: Level, taken: set[str])
     """``n`` problems with distinct questions not in ``taken`` (which is updated)."""
     rng = random.Random(f"arith:{seed}:{split}")
     problems: list[Problem] = []
-    attempts = 0
+    misses = 0  # duplicates in a row: many mean the level's question space is used up
     while len(problems) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise UserError(
-                f"task arith: {level} cannot produce {n} distinct {split} questions; "
-                "raise the difficulty or lower the split sizes"
-            )
         problem = generate_problem(rng, level)
-        if problem.question not in taken:
-            taken.add(problem.question)
-            problems.append(problem)
+        if problem.question in taken:
+            misses += 1
+            if misses > MAX_MISSES:
+                raise UserError(
+                    f"task arith: {level} cannot produce {n} distinct {split} questions; "
+                    "raise the difficulty or lower the split sizes"
+                )
+            continue
+        misses = 0
+        taken.add(problem.question)
+        problems.append(problem)
     return problems
 
 

@@ -280,9 +280,10 @@ def build_user_task(fmt: str, path: str, options: dict[str, Any]) -> PreparedTas
     config = UserDataConfig(fmt, path, options)
     main = config.read(path)
     kind = detect_kind(config, main[0])
+    check_columns(config, main, kind)
     rows = split_rows(config, main)
-    for split_rows_ in rows.values():
-        check_columns(config, split_rows_, kind)
+    for part in rows.values():
+        check_columns(config, part, kind)
     if kind == "generation":
         return UserGenerationTask(config, rows)
     return UserClassificationTask(config, rows)
