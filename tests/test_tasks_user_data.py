@@ -63,6 +63,10 @@ def test_generation_scoring_modes(tmp_path):
     assert numeric.target == "12" and numeric.answer == "12"  # no extra space after "\n"
     assert number.is_correct("It is 12.0 in total", numeric)
     assert not number.is_correct("It is 13", numeric)
+    assert not number.is_correct("no digits", numeric) and not exact.is_correct("", ex)
+    wordy = write_jsonl(tmp_path / "w.jsonl", [{"prompt": "p", "response": "none"}] * 9)
+    with pytest.raises(UserError, match=r"w\.jsonl line \d: field 'response' has no number"):
+        get_task(f"jsonl:{wordy}", {"match": "number"})
     with pytest.raises(UserError, match="'match' must be one of exact, first_line, number"):
         get_task(f"jsonl:{path}", {"match": "fuzzy"})
 

@@ -202,7 +202,11 @@ class UserGenerationTask(PreparedTask):
         prompt = row.string(self.config.prompt_field or "")
         response = row.string(self.config.response_field or "", allow_numbers=True).strip()
         separator = "" if prompt[-1].isspace() else " "
-        answer = extract_final_number(response) if self.config.match == "number" else response
+        answer = response
+        if self.config.match == "number":
+            answer = extract_final_number(response)
+            if not answer:
+                raise row.fail(f"field '{self.config.response_field}' has no number to match")
         return Example(prompt=prompt, target=separator + response, answer=answer)
 
     def build_splits(self) -> dict[str, list[Example]]:
@@ -226,8 +230,9 @@ class UserGenerationTask(PreparedTask):
         return collapse_whitespace(generated)
 
     def is_correct(self, generated: str, example: Example) -> bool:
-        """Exact match after whitespace normalization."""
-        return self.extract_answer(generated) == collapse_whitespace(example.answer)
+        """Exact match after whitespace normalization (an empty answer never matches)."""
+        found = self.extract_answer(generated)
+        return bool(found) and found == collapse_whitespace(example.answer)
 
 
 class UserClassificationTask(ClassificationTask):
