@@ -115,3 +115,21 @@ def fake_capabilities(name: str) -> dict[str, Any]:
     if name not in CAPABILITIES:
         raise UserError(f"unknown method '{name}'")
     return CAPABILITIES[name]
+
+
+def suite_memory_accuracy_frontier(folder: Path) -> set[str]:
+    """Experiment names on the frontier of peak memory (lower better) vs test accuracy
+    (higher better), computed from the raw JSON by comparing every pair of runs."""
+    points = {}
+    for file in folder.glob("*.json"):
+        data = json.loads(file.read_text())
+        final = data["train_info"]["metrics"][-1]
+        points[data["run_info"]["experiment_name"]] = (
+            data["train_info"]["accelerator_memory_max"], final["test accuracy"])
+    front = set()
+    for name, (mem, score) in points.items():
+        beaten = any(m2 <= mem and s2 >= score and (m2 < mem or s2 > score)
+                     for other, (m2, s2) in points.items() if other != name)
+        if not beaten:
+            front.add(name)
+    return front

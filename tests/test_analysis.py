@@ -3,14 +3,17 @@ and the safe filter grammar."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from result_fixtures import fake_capabilities, write_our_results
+from result_fixtures import (
+    fake_capabilities,
+    suite_memory_accuracy_frontier,
+    write_our_results,
+)
 
 from peftbench import analysis as an
 from peftbench import methods
@@ -91,26 +94,9 @@ def test_mean_ci_single_value() -> None:
 
 # -- Pareto ----------------------------------------------------------------------------------
 
-def _independent_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Memory (lower better) vs score (higher better), by brute force over all pairs."""
-    front = set()
-    for name, (mem, score) in points.items():
-        beaten = any(m2 <= mem and s2 >= score and (m2 < mem or s2 > score)
-                     for other, (m2, s2) in points.items() if other != name)
-        if not beaten:
-            front.add(name)
-    return front
-
-
 def test_metamathqa_frontier_matches_independent_computation(peft_reference: Path) -> None:
     folder = peft_reference / "MetaMathQA" / "results"
-    points = {}
-    for file in folder.glob("*.json"):
-        data = json.loads(file.read_text())
-        final = data["train_info"]["metrics"][-1]
-        points[data["run_info"]["experiment_name"]] = (
-            data["train_info"]["accelerator_memory_max"], final["test accuracy"])
-    expected = _independent_frontier(points)
+    expected = suite_memory_accuracy_frontier(folder)
     aggs = an.aggregate(an.load_results([folder]).runs)
     got = an.pareto_frontier(aggs, _specs("peak_memory", "test_score"))
     assert {a.label for a in got} == expected

@@ -28,6 +28,9 @@ def _root() -> None:
 from peftbench import run_cli  # noqa: E402
 
 run_cli.register(app)
+from peftbench import analysis_cli  # noqa: E402
+
+analysis_cli.register(app)
 from peftbench import census_cli  # noqa: E402
 
 census_cli.register(app)
