@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# No hub is reachable from the test machines: fail hub look-ups at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 

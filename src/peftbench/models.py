@@ -89,6 +89,29 @@ def load_model(
     )
 
 
+ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra",
+                 "xlm-roberta", "mpnet", "albert", "modernbert"}
+
+
+def is_encoder(name: str) -> bool:
+    """Whether ``name`` is an encoder-only model (classification head, no generation).
+
+    Reads only the config, so it is cheap; unknown names are left for `load_model` to report.
+    """
+    key = name.strip()
+    if key in {"minilm-l6", "tiny-bert"}:
+        return True
+    if key in {"smollm2-135m", "tiny-llama"}:
+        return False
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(key)
+    except (OSError, ValueError):
+        return False
+    return config.model_type in ENCODER_TYPES
+
+
 def smollm2_folder() -> Path:
     """The cached safetensors copy of SmolLM2-135M-Instruct, converted from GGUF on first use."""
     target = cache_dir() / "models" / "smollm2-135m"
@@ -168,11 +191,7 @@ def _instantiate(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    is_encoder = not getattr(config, "is_decoder", False) and config.model_type in {
-        "bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
-        "mpnet", "albert", "modernbert",
-    }
-    if kind == "causal-lm" and is_encoder:
+    if kind == "causal-lm" and config.model_type in ENCODER_TYPES:
         raise UserError(
             f"model '{name}' is an encoder ({config.model_type}); use it with a "
             "classification task (e.g. --task sst2), not a generation task"

@@ -1,14 +1,140 @@
-"""`peftbench run`: one experiment end to end (filled in by the engine)."""
+"""`peftbench run`: one experiment end to end, one result file."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from peftbench.errors import UserError
+from peftbench.spec import parse_key_values, parse_spec
 
 
 def register(app: typer.Typer) -> None:
     """Add the `run` verb to ``app``."""
+    app.command("run")(run)
 
-    @app.command("run")
-    def run() -> None:
-        """Train, evaluate and measure one experiment, writing one result file."""
-        raise NotImplementedError
+
+def run(
+    experiment: Annotated[Path | None, typer.Argument(
+        help="A PEFT-suite experiment folder (adapter_config.json + training_params.json)")] = None,
+    model: Annotated[str, typer.Option(help="smollm2-135m, minilm-l6, tiny-llama, tiny-bert, "
+                                             "a hub id or a local folder")] = "smollm2-135m",
+    task: Annotated[str, typer.Option(help="arith, gsm8k, metamathqa, sst2, jsonl:PATH, "
+                                           "csv:PATH")] = "arith",
+    method: Annotated[str, typer.Option(help="technique name (see `peftbench methods`)")] = "lora",
+    adapter_config: Annotated[Path | None, typer.Option(
+        help="a PEFT adapter_config.json to use as the technique's config")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config field: key=value (repeatable)")] = None,
+    targets: Annotated[str | None, typer.Option(
+        help="modules to adapt: attention (default), all-linear, or a comma list")] = None,
+    data: Annotated[str | None, typer.Option(help="local data for the task")] = None,
+    task_opt: Annotated[list[str] | None, typer.Option(
+        help="task option key=value (repeatable), e.g. difficulty=3")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    grad_accum: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate (default: the technique's)")]
+    = None,
+    weight_decay: Annotated[float | None, typer.Option()] = None,
+    max_seq_length: Annotated[int | None, typer.Option()] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32, bfloat16, float16")] = None,
+    eval_every: Annotated[int | None, typer.Option()] = None,
+    eval_batch_size: Annotated[int | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    eval_base: Annotated[bool, typer.Option(help="also score the base model on test")] = False,
+    general_text: Annotated[str | None, typer.Option(
+        help="WikiText-2 folder for the forgetting probe (default: the hub)")] = None,
+    spec_file: Annotated[Path | None, typer.Option(
+        "--spec", help="a JSON experiment spec; other options override it")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the result file")] = Path("results"),
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train, evaluate and measure one experiment, writing one result file."""
+    from peftbench.experiment import run_experiment
+    from peftbench.progress import console
+
+    fields = _base_fields(spec_file, experiment)
+    train = dict(fields.pop("train", {}))
+    train.update(_given(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                        weight_decay=weight_decay, max_seq_length=max_seq_length, dtype=dtype,
+                        eval_every=eval_every, eval_batch_size=eval_batch_size,
+                        max_new_tokens=max_new_tokens, seed=seed))
+    if "steps" in train:
+        train["max_steps"] = train.pop("steps")
+    if eval_base:
+        train["eval_base"] = True
+    fields.setdefault("model", model)
+    fields.setdefault("task", task)
+    fields.setdefault("method", method)
+    _apply_adapter_config(fields, adapter_config)
+    fields["adapter_config"] = {**fields.get("adapter_config", {}),
+                                **parse_key_values(set_ or [], "--set")}
+    options = {**fields.get("task_options", {}), **parse_key_values(task_opt or [], "--task-opt")}
+    if data:
+        options["data"] = data
+    fields["task_options"] = options
+    fields.update(_given(targets=targets, general_text=general_text))
+    spec = parse_spec({**fields, "train": train})
+    outcome = run_experiment(spec, out, progress=progress)
+    info = outcome.result["train_info"]
+    if not outcome.ok:
+        console.print(f"[bold red]run failed:[/] {outcome.result['run_info']['error_msg']}")
+        console.print(f"result: {outcome.path}")
+        raise typer.Exit(1)
+    console.print(_summary_line(info))
+    console.print(f"result: {outcome.path}")
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _base_fields(spec_file: Path | None, experiment: Path | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if spec_file is not None:
+        try:
+            fields = json.loads(spec_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{spec_file}: not a readable JSON spec ({exc})") from None
+        if not isinstance(fields, dict):
+            raise UserError(f"{spec_file}: a spec must be a JSON object")
+    if experiment is not None:
+        from peftbench.peft_suite import read_experiment_folder
+
+        folder = read_experiment_folder(experiment)
+        fields["train"] = {**fields.get("train", {}), **folder.pop("train")}
+        fields.update(folder)
+    return fields
+
+
+def _apply_adapter_config(fields: dict[str, Any], path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable adapter config ({exc})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: an adapter config must be a JSON object")
+    if isinstance(config.get("peft_type"), str):
+        fields["method"] = config["peft_type"].lower()
+    fields["adapter_config"] = config
+
+
+def _summary_line(info: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return format(value, spec) if isinstance(value, int | float) else "n/a"
+
+    return (f"[bold green]done:[/] test {info.get('test_metric')} "
+            f"{fmt(info.get('test_score'), '.3f')}"
+            f" (base {fmt(info.get('base_test_score'), '.3f')}), "
+            f"train {fmt(info.get('train_time'), '.0f')} s, "
+            f"{fmt(info.get('tokens_per_sec'), '.0f')} tok/s, "
+            f"peak memory {fmt((info.get('peak_memory') or 0) / 2**20, '.0f')} MiB, "
+            f"forgetting {fmt(info.get('forgetting'), '+.3f')}, "
+            f"trainable {fmt(info.get('num_trainable_params'), ',')}")

@@ -38,6 +38,7 @@ class TrainParams(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, description="None = the task's default")
     forgetting_samples: int = Field(32, ge=0, description="WikiText blocks; 0 disables")
     measure_inference: bool = True
+    eval_base: bool = Field(False, description="also score the base model on test")
     seed: int = 0
 
     def resolved_warmup(self) -> int:
@@ -63,6 +64,9 @@ class ExperimentSpec(BaseModel):
     method: str = "lora"
     adapter_config: dict[str, Any] = Field(default_factory=dict)
     targets: str | None = Field(None, description="None = attention projections; 'all-linear'")
+    general_text: str | None = Field(
+        None, description="WikiText-2 folder for the forgetting probe; None = the hub"
+    )
     train: TrainParams = Field(default_factory=TrainParams)
     name: str | None = Field(None, description="human-readable experiment name")
 
@@ -107,3 +111,22 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "spec"
     return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def parse_key_values(items: list[str], what: str) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are JSON literals when they parse, else strings.
+
+    ``["r=8", "target_modules=[\"q_proj\"]", "init=pissa"]`` gives
+    ``{"r": 8, "target_modules": ["q_proj"], "init": "pissa"}``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{what} '{item}' is not of the form key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out

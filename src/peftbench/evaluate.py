@@ -1,0 +1,156 @@
+"""Scoring a model: batched greedy generation, classifier accuracy, the forgetting probe and the
+inference-overhead probe.
+
+Generation runs in batches with left padding and the KV cache (``model.generate``); prompts are
+sorted by length first so that a batch carries little padding, and answers are returned in the
+original order.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftbench.batching import Encoded, collate
+from peftbench.measure import synchronize
+from peftbench.tasks.base import Example, Task
+from peftbench.train import autocast_context
+
+Progress = Callable[[int], None] | None
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
+    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+    max_prompt_tokens: int = 512, advance: Progress = None,
+) -> list[str]:
+    """Greedy continuations of ``prompts`` (decoded, special tokens dropped), in input order."""
+    model.eval()
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:]
+               for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    answers: list[str] = [""] * len(prompts)
+    pad_id = tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = collate([Encoded(encoded[i], 0) for i in chunk], pad_id, left=True)
+        ids = batch["input_ids"].to(device)
+        with autocast_context(device, amp_dtype):
+            out = model.generate(
+                input_ids=ids, attention_mask=batch["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = out[:, ids.shape[1]:]
+        for i, row in zip(chunk, new_tokens, strict=True):
+            answers[i] = tokenizer.decode(row, skip_special_tokens=True)
+        if advance:
+            advance(len(chunk))
+    return answers
+
+
+def score_generation(
+    task: Task, model: nn.Module, tokenizer: Any, examples: Sequence[Example], **kwargs: Any
+) -> tuple[float, list[str]]:
+    """Accuracy of generated answers on ``examples`` and the generations themselves."""
+    if not examples:
+        return 0.0, []
+    outputs = generate(model, tokenizer, [e.prompt for e in examples], **kwargs)
+    correct = sum(task.is_correct(o, e) for o, e in zip(outputs, examples, strict=True))
+    return correct / len(examples), outputs
+
+
+@torch.no_grad()
+def score_classifier(
+    model: nn.Module, features: Sequence[Encoded], *, pad_id: int, batch_size: int,
+    device: torch.device, amp_dtype: torch.dtype | None = None, advance: Progress = None,
+) -> tuple[float, list[int]]:
+    """Accuracy of a sequence classifier (argmax of the logits) and its predictions."""
+    model.eval()
+    predictions: list[int] = []
+    correct = 0
+    for start in range(0, len(features), batch_size):
+        chunk = features[start:start + batch_size]
+        batch = collate(chunk, pad_id)
+        with autocast_context(device, amp_dtype):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        preds = logits.argmax(-1).cpu()
+        predictions.extend(preds.tolist())
+        correct += int((preds == batch["labels"]).sum())
+        if advance:
+            advance(len(chunk))
+    return correct / max(len(features), 1), predictions
+
+
+@torch.no_grad()
+def general_text_loss(
+    model: nn.Module, tokenizer: Any, blocks: Sequence[str], *, max_len: int,
+    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+) -> float:
+    """Mean next-token cross-entropy (nats/token) of a causal LM on ``blocks`` of text.
+
+    The forgetting probe compares this figure before and after fine-tuning.
+    """
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    feats = []
+    for text in blocks:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_len]
+        if len(ids) >= 2:
+            feats.append(Encoded(ids, list(ids)))
+    for start in range(0, len(feats), batch_size):
+        batch = collate(feats[start:start + batch_size], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast_context(device, amp_dtype):
+            logits = model(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits
+        shift_logits = logits[:, :-1].float()
+        shift_labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+            ignore_index=-100, reduction="sum",
+        )
+        total_loss += float(loss)
+        total_tokens += int((shift_labels != -100).sum())
+    return total_loss / max(total_tokens, 1)
+
+
+@torch.no_grad()
+def inference_slowdown(
+    model: nn.Module, batch: dict[str, torch.Tensor], *, device: torch.device,
+    amp_dtype: torch.dtype | None = None, repeats: int = 5,
+) -> float | None:
+    """Forward latency with the (unmerged) adapter divided by the base model's latency.
+
+    Both are timed in the same process, interleaved, on the same batch; the median of each is
+    used. Returns None when the model has no adapter to switch off.
+    """
+    if not hasattr(model, "disable_adapter"):
+        return None
+    model.eval()
+    batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+
+    def once() -> float:
+        synchronize(device)
+        t0 = time.perf_counter()
+        with autocast_context(device, amp_dtype):
+            model(**batch)
+        synchronize(device)
+        return time.perf_counter() - t0
+
+    once()
+    with model.disable_adapter():
+        once()
+    with_adapter, base = [], []
+    for _ in range(repeats):
+        with_adapter.append(once())
+        with model.disable_adapter():
+            base.append(once())
+    return statistics.median(with_adapter) / statistics.median(base)

@@ -1,0 +1,341 @@
+"""Run one experiment end to end and write its result file.
+
+    spec ─ load task data (validated first) ─ load model ─ base-model probes ─ build adapter
+         ─ train (periodic validation) ─ test once ─ forgetting, inference overhead ─ save
+         adapter ─ result JSON (atomic)
+
+Errors the user caused (bad data, unknown names, invalid configs) propagate as `UserError`
+before anything is written. Anything that goes wrong once training has started (an exception,
+a NaN loss, out of memory) is recorded as a ``failed`` result with the error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from peftbench import evaluate
+from peftbench.batching import encode_causal, encode_classification
+from peftbench.errors import UserError
+from peftbench.measure import (
+    MemoryTracker,
+    autocast_dtype,
+    count_parameters,
+    device_for_run,
+    package_versions,
+    system_info,
+    tensor_bytes,
+)
+from peftbench.methods import get_method
+from peftbench.methods.base import Method
+from peftbench.models import LoadedModel, is_encoder, load_model
+from peftbench.progress import make_progress, phase
+from peftbench.results import (
+    STATUS_FAILED,
+    STATUS_SUCCESS,
+    atomic_write_json,
+    result_filename,
+    sanitize,
+)
+from peftbench.spec import ExperimentSpec
+from peftbench.tasks import Example, Task, get_task
+from peftbench.train import train
+
+
+@dataclass
+class Prepared:
+    """Everything loaded before training starts."""
+
+    spec: ExperimentSpec
+    task: Task
+    splits: dict[str, list[Example]]
+    method: Method
+    loaded: LoadedModel
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    general_blocks: list[str] = field(default_factory=list)
+    general_error: str = ""
+
+
+@dataclass
+class RunOutcome:
+    """The result file written by a run and its content."""
+
+    path: Path
+    result: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        """True when the run succeeded."""
+        return self.result["train_info"]["status"] == STATUS_SUCCESS
+
+
+def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool = True,
+                   save_adapter: bool = True) -> RunOutcome:
+    """Run ``spec`` and write ``out_dir/<name>--<hash>.json`` (+ the adapter under
+    ``out_dir/adapters/``). User errors raise `UserError` before anything is written."""
+    started = time.perf_counter()
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    out_dir = Path(out_dir)
+    prep = prepare(spec)
+    path = out_dir / result_filename(spec.display_name(), spec.content_hash())
+    adapter_dir = out_dir / "adapters" / path.stem if save_adapter else None
+    measured: dict[str, Any] = {}
+    error = ""
+    try:
+        with make_progress(progress) as bar:
+            measured = _train_and_measure(prep, bar, adapter_dir)
+    except UserError:  # e.g. a config PEFT only rejects when applied: the user's to fix
+        raise
+    except Exception as exc:  # a run's crash is its result, not the caller's crash
+        error = _describe_error(exc)
+    result = build_result(prep, measured, error, created, time.perf_counter() - started)
+    atomic_write_json(path, sanitize(result))
+    return RunOutcome(path, result)
+
+
+def prepare(spec: ExperimentSpec) -> Prepared:
+    """Load and validate everything a run needs; raises `UserError` for the user's mistakes."""
+    task = get_task(spec.task, spec.task_options)
+    splits = {name: task.load_split(name) for name in ("train", "validation", "test")}
+    for name, examples in splits.items():
+        if not examples:
+            raise UserError(f"task '{spec.task}': the {name} split is empty")
+    method = get_method(spec.method)
+    kind = "seq-cls" if task.kind == "classification" and is_encoder(spec.model) else "causal-lm"
+    loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
+                        seed=spec.train.seed)
+    device = device_for_run()
+    blocks, general_error = _general_text(spec, kind)
+    return Prepared(spec, task, splits, method, loaded, device,
+                    autocast_dtype(spec.train.dtype, device), blocks, general_error)
+
+
+def _general_text(spec: ExperimentSpec, kind: str) -> tuple[list[str], str]:
+    if kind != "causal-lm" or spec.train.forgetting_samples == 0:
+        return [], "not applicable" if kind != "causal-lm" else "disabled"
+    from peftbench.tasks.general_text import load_general_text
+
+    try:
+        return load_general_text(spec.general_text, spec.train.forgetting_samples), ""
+    except UserError:
+        if spec.general_text:  # the user named a path: a bad one is their mistake
+            raise
+        return [], "general text unavailable (no network?): forgetting not measured"
+    except Exception as exc:  # hub unreachable: measure everything else
+        return [], f"general text unavailable: {exc.__class__.__name__}"
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None) -> dict[str, Any]:
+    spec, params, dev, amp = prep.spec, prep.spec.train, prep.device, prep.amp_dtype
+    _seed_everything(params.seed)
+    model = prep.loaded.model.to(dev)
+    tokenizer = prep.loaded.tokenizer
+    m: dict[str, Any] = {"device": dev.type, "autocast_dtype": str(amp).replace("torch.", "")
+                         if amp else "float32"}
+    _, m["base_total_params"] = count_parameters(model)
+    if prep.general_blocks:
+        m["base_general_loss"] = _general_loss(prep, model)
+    if params.eval_base:
+        m["base_test_score"] = _score(prep, model, "test", bar, "base model test")
+    model = prep.method.build(model, prep.loaded.kind, spec.targets, spec.adapter_config)
+    model.to(dev)
+    m["num_trainable_params"], m["num_total_params"] = count_parameters(model)
+    m["param_bytes"] = tensor_bytes({id(p): p for p in model.parameters()}.values())
+    features = _encode(prep, prep.splits["train"])
+    memory = MemoryTracker(dev)
+    memory.reset()
+    lr = params.lr or prep.method.default_lr
+    m["lr"] = lr
+    with phase(bar, f"train {spec.method}", params.max_steps) as advance:
+        def on_step(step: int, loss: float) -> None:
+            advance(1, info=f"loss {loss:.3f}")
+
+        outcome = train(model, prep.method, features, params, lr=lr,
+                        pad_id=tokenizer.pad_token_id, device=dev, amp_dtype=amp, memory=memory,
+                        validate=lambda: _score(prep, model, "validation", bar, "validation"),
+                        metric=prep.task.metric, on_step=on_step)
+    m.update(memory.report())
+    m.update(metrics=outcome.metrics, train_time=outcome.train_time,
+             train_tokens=outcome.train_tokens, train_samples=outcome.train_samples,
+             state_bytes=outcome.state_bytes, valid_score=outcome.final_valid,
+             last_loss=outcome.last_loss, optimizer_type=outcome.optimizer_name,
+             tokens_per_sec=outcome.train_tokens / max(outcome.train_time, 1e-9))
+    m["test_score"] = _score(prep, model, "test", bar, "test")
+    if prep.general_blocks:
+        m["forgetting"] = _general_loss(prep, model) - m["base_general_loss"]
+    if params.measure_inference:
+        probe = _encode(prep, prep.splits["test"][: params.eval_batch_size])
+        from peftbench.batching import collate
+
+        m["inference_slowdown"] = evaluate.inference_slowdown(
+            model, collate(probe, tokenizer.pad_token_id), device=dev, amp_dtype=amp)
+    m["mergeable"] = bool(prep.method.can_merge(model))
+    if adapter_dir is not None:
+        m["file_size"], m["adapter_path"] = _save(prep.method, model, adapter_dir)
+    return m
+
+
+def _encode(prep: Prepared, examples: list[Example]) -> list:
+    max_len = prep.spec.train.max_seq_length
+    if prep.loaded.kind == "seq-cls":
+        return encode_classification(examples, prep.loaded.tokenizer, max_len)
+    return encode_causal(examples, prep.loaded.tokenizer, max_len)
+
+
+def _score(prep: Prepared, model: nn.Module, split: str, bar: Any, label: str) -> float:
+    examples = prep.splits[split]
+    params = prep.spec.train
+    with phase(bar, label, len(examples)) as advance:
+        if prep.loaded.kind == "seq-cls":
+            score, _ = evaluate.score_classifier(
+                model, _encode(prep, examples), pad_id=prep.loaded.tokenizer.pad_token_id,
+                batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+                advance=advance)
+            return score
+        score, _ = evaluate.score_generation(
+            prep.task, model, prep.loaded.tokenizer, examples,
+            max_new_tokens=params.max_new_tokens or prep.task.max_new_tokens,
+            batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+            max_prompt_tokens=params.max_seq_length, advance=advance)
+        return score
+
+
+def _general_loss(prep: Prepared, model: nn.Module) -> float:
+    return evaluate.general_text_loss(
+        model, prep.loaded.tokenizer, prep.general_blocks,
+        max_len=prep.spec.train.max_seq_length, batch_size=prep.spec.train.eval_batch_size,
+        device=prep.device, amp_dtype=prep.amp_dtype)
+
+
+def _save(method: Method, model: nn.Module, directory: Path) -> tuple[int, str]:
+    """Save the adapter (atomically, by folder rename) and return its size on disk."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    method.save(model, tmp)
+    size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()
+               and f.suffix in {".safetensors", ".bin", ".pt"})
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return size, str(directory)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of memory: {exc}".splitlines()[0]
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{exc.__class__.__name__}: {exc}{where}"
+
+
+def build_result(prep: Prepared, m: dict[str, Any], error: str, created: str,
+                 total_time: float) -> dict[str, Any]:
+    """The result file in the PEFT method-comparison layout, plus peftbench's fields."""
+    spec = prep.spec
+    status = STATUS_FAILED if error else STATUS_SUCCESS
+    metrics = list(m.get("metrics", []))
+    if not error:
+        metrics.append(_final_metrics(prep, m))
+    extra = {k: m.get(k) for k in (
+        "test_score", "base_test_score", "valid_score", "peak_memory",
+        "cuda_memory_max_allocated", "cuda_memory_max_reserved", "cpu_peak_rss",
+        "state_bytes", "tokens_per_sec", "forgetting", "base_general_loss", "mergeable",
+        "inference_slowdown", "train_tokens", "device", "autocast_dtype")}
+    extra.update(test_metric=prep.task.metric, total_time=total_time,
+                 param_bytes=m.get("param_bytes"), forgetting_note=prep.general_error or None)
+    return {
+        "run_info": {
+            "created_at": created,
+            "total_time": total_time,
+            "experiment_name": f"{spec.method}/{spec.display_name()}",
+            "train_config": _train_config(prep, m),
+            "peft_config": _peft_config(prep),
+            "error_msg": error,
+            "peftbench": {
+                "spec": spec.model_dump(mode="json"),
+                "spec_hash": spec.content_hash(),
+                "method": spec.method,
+                "lr": m.get("lr"),
+                "adapter_path": m.get("adapter_path"),
+            },
+        },
+        "train_info": {
+            "accelerator_memory_reserved_avg": m.get("accelerator_memory_reserved_avg"),
+            "accelerator_memory_max": m.get("accelerator_memory_max"),
+            "accelerator_memory_reserved_99th": m.get("accelerator_memory_reserved_99th"),
+            "train_time": m.get("train_time"),
+            "file_size": m.get("file_size"),
+            "num_trainable_params": m.get("num_trainable_params"),
+            "num_total_params": m.get("num_total_params"),
+            "status": status,
+            "metrics": metrics,
+            **extra,
+        },
+        "meta_info": {
+            "model_info": prep.loaded.info | {"name": prep.loaded.name},
+            "dataset_info": prep.task.describe(),
+            "package_info": package_versions(),
+            "system_info": system_info(prep.device),
+            "pytorch_info": torch.__config__.show(),
+        },
+    }
+
+
+def _final_metrics(prep: Prepared, m: dict[str, Any]) -> dict[str, Any]:
+    metric = prep.task.metric
+    return {"step": prep.spec.train.max_steps, f"test {metric}": m.get("test_score"),
+            "train loss": m.get("last_loss"), "train samples": m.get("train_samples"),
+            "train total tokens": m.get("train_tokens"), "forgetting": m.get("forgetting")}
+
+
+def _train_config(prep: Prepared, m: dict[str, Any]) -> dict[str, Any]:
+    """Training parameters under the PEFT suite's key names (ours kept alongside)."""
+    p = prep.spec.train
+    return {
+        "model_id": prep.spec.model,
+        "dtype": m.get("autocast_dtype", "float32"),
+        "max_seq_length": p.max_seq_length,
+        "batch_size": p.batch_size,
+        "batch_size_eval": p.eval_batch_size,
+        "max_steps": p.max_steps,
+        "eval_steps": p.resolved_eval_every(),
+        "seed": p.seed,
+        "grad_norm_clip": p.grad_norm_clip,
+        "optimizer_type": m.get("optimizer_type", "AdamW"),
+        "optimizer_kwargs": {"lr": m.get("lr") or p.lr, "weight_decay": p.weight_decay},
+        "lr_scheduler": p.lr_scheduler,
+        "use_amp": prep.amp_dtype is not None,
+        "generation_kwargs": {"max_new_tokens": p.max_new_tokens or prep.task.max_new_tokens},
+        "gradient_accumulation_steps": p.grad_accum,
+        "warmup_steps": p.resolved_warmup(),
+        "task": prep.spec.task,
+        "task_options": prep.spec.task_options,
+    }
+
+
+def _peft_config(prep: Prepared) -> dict[str, Any]:
+    try:
+        config = prep.method.peft_config(prep.loaded.kind, prep.spec.targets,
+                                         prep.spec.adapter_config)
+    except Exception:  # techniques outside PEFT have no PEFT config
+        return {"method": prep.spec.method, **prep.spec.adapter_config}
+    if config is None:
+        return {"method": prep.spec.method, **prep.spec.adapter_config}
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
