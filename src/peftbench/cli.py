@@ -39,7 +39,7 @@ census_cli.register(app)
 def main() -> None:
     """Entry point: run the app; a `UserError` becomes one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code here
     except UserError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -55,6 +55,8 @@ def main() -> None:
             err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
             sys.exit(2)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,16 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def _quiet_transformers() -> None:
+    """Our own progress bars replace transformers' per-load bars and known-benign warnings."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+
+
 def load_model(
     name: str, kind: ModelKind = "causal-lm", num_labels: int = 2, seed: int = 0
 ) -> LoadedModel:
@@ -69,6 +79,7 @@ def load_model(
     The classification head of an encoder is freshly initialised from ``seed`` so that every
     technique in a comparison starts from the same head.
     """
+    _quiet_transformers()
     key = name.strip()
     if key == "smollm2-135m":
         return _from_folder(smollm2_folder(), kind, num_labels, seed, key, "embedded")

@@ -1,0 +1,99 @@
+"""`peftbench run` from the command line: user mistakes are one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAST = ["--steps", "2", "--batch-size", "2", "--eval-batch-size", "4", "--max-new-tokens", "4",
+        "--task-opt", "n_train=16", "--task-opt", "n_valid=4", "--task-opt", "n_test=4",
+        "--no-progress", "--no-eval-base"]
+
+
+def peftbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "peftbench.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert needle in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--model", "tiny-llama", "--task", "nope"], "unknown task 'nope'"),
+        (["--model", "tiny-llama", "--method", "nope"], "unknown method 'nope'"),
+        (["--model", "tiny-llama", "--set", "r"], "not of the form key=value"),
+        (["--model", "tiny-llama", "--set", "no_such_field=1"], "invalid lora config"),
+        (["--model", "tiny-llama", "--steps", "0"], "max_steps"),
+        (["--model", "tiny-bert", "--task", "arith"], "encoder"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line_and_no_file(tmp_path, args, needle):
+    out = tmp_path / "out"
+    proc = peftbench("run", *FAST, *args, "--out", str(out), cwd=tmp_path)
+    assert_one_line_error(proc, needle)
+    assert not out.exists() or not any(out.rglob("*.json"))
+
+
+def test_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = peftbench("run", "--model", str(tmp_path / "empty"), *FAST, cwd=tmp_path)
+    assert_one_line_error(proc, "not a model folder")
+
+
+def test_malformed_user_data_names_file_and_line(tmp_path):
+    data = tmp_path / "data.jsonl"
+    good = json.dumps({"prompt": "2+2=", "response": "4"}) + "\n"
+    data.write_text(good * 6 + "{not json\n" + good * 6)
+    proc = peftbench("run", "--model", "tiny-llama", "--task", f"jsonl:{data}", *FAST[:8],
+                     "--no-progress", cwd=tmp_path)
+    assert_one_line_error(proc, "line 7")
+
+
+def test_successful_run_exits_0_and_prints_where_the_result_is(tmp_path):
+    out = tmp_path / "out"
+    proc = peftbench("run", "--model", "tiny-llama", "--task", "arith", *FAST,
+                     "--task-opt", "difficulty=1", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    files = list(out.glob("*.json"))
+    assert len(files) == 1 and str(files[0].name) in proc.stderr.replace("\n", "")
+    data = json.loads(files[0].read_text())
+    assert data["run_info"]["peftbench"]["spec"]["task_options"]["difficulty"] == 1
+
+
+def test_failed_run_exits_1_and_keeps_the_failed_result(tmp_path):
+    out = tmp_path / "out"
+    # a learning rate this large overflows the loss to NaN/inf within a few steps
+    proc = peftbench("run", "--model", "tiny-llama", *FAST, "--steps", "4",
+                     "--lr", "1e30", "--dtype", "float32", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    (file,) = out.glob("*.json")
+    data = json.loads(file.read_text())
+    assert data["train_info"]["status"] == "failed"
+    assert "run failed" in proc.stderr
+
+
+def test_peft_suite_experiment_folder_is_a_valid_input(tmp_path, peft_reference):
+    folder = peft_reference / "MetaMathQA" / "experiments" / "lora" / "llama-3.2-3B-rank32"
+    out = tmp_path / "out"
+    proc = peftbench("run", str(folder), "--model", "tiny-llama", *FAST, "--out", str(out),
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (file,) = out.glob("*.json")
+    data = json.loads(file.read_text())
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert data["run_info"]["peft_config"]["r"] == config["r"]
+    assert set(data["run_info"]["peft_config"]["target_modules"]) == set(config["target_modules"])
