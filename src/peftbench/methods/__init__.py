@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from peftbench.errors import UserError
 from peftbench.methods.base import Method, ModelKind, resolve_targets
+from peftbench.methods.capabilities import capabilities
 
 _CURATED: dict[str, Method] = {
     "lora": Method(
@@ -45,4 +46,5 @@ def get_method(name: str) -> Method:
     raise UserError(f"unknown method '{name}'; see `peftbench methods` for the catalog")
 
 
-__all__ = ["Method", "ModelKind", "get_method", "method_names", "resolve_targets"]
+__all__ = ["Method", "ModelKind", "capabilities", "get_method", "method_names",
+           "resolve_targets"]
