@@ -116,6 +116,28 @@ def test_non_dominated_matches_brute_force_in_three_dimensions() -> None:
     assert an.non_dominated(values, maximize).tolist() == expected
 
 
+@pytest.mark.parametrize("maximize", [[False, True], [True, True], [False, False]])
+def test_two_metric_sweep_matches_brute_force_with_ties(maximize: list[bool]) -> None:
+    rng = random.Random(7)
+    values = np.array([[rng.randint(0, 6), rng.randint(0, 6)] for _ in range(200)], float)
+    sign = np.where(maximize, 1, -1)
+    expected = [not any((sign * values[j] >= sign * values[i]).all()
+                        and (sign * values[j] > sign * values[i]).any()
+                        for j in range(len(values))) for i in range(len(values))]
+    assert an.non_dominated(values, maximize).tolist() == expected
+
+
+def test_two_metric_sweep_between_two_sets_matches_the_general_path() -> None:
+    rng = random.Random(11)
+    worse = np.array([[rng.randint(0, 5), rng.randint(0, 5)] for _ in range(80)], float)
+    better = np.array([[rng.randint(0, 5), rng.randint(0, 5)] for _ in range(50)], float)
+    swept = an._dominated_by_any(worse, better, [False, True])
+    padded = np.column_stack  # a constant third column forces the general path
+    general = an._dominated_by_any(padded([worse, np.zeros(80)]),
+                                   padded([better, np.zeros(50)]), [False, True, True])
+    assert swept.tolist() == general.tolist() and swept.any() and not swept.all()
+
+
 def test_duplicates_are_both_on_the_frontier() -> None:
     values = np.array([[1.0, 1.0], [1.0, 1.0], [2.0, 0.5]])
     assert an.non_dominated(values, [False, True]).tolist() == [True, True, False]

@@ -597,6 +597,8 @@ def _dominated_by_any(worse: np.ndarray, better: np.ndarray, maximize: Sequence[
     every column and strictly better in one (rows compared by index: worse[i] vs better[j])."""
     sign = np.where(np.asarray(maximize, dtype=bool), -1.0, 1.0)
     a, b = np.asarray(worse, float) * sign, np.asarray(better, float) * sign  # lower is better
+    if a.shape[1] == 2:
+        return _dominated_2d(a, b)
     out = np.zeros(len(a), dtype=bool)
     for start in range(0, len(a), chunk):
         block = a[start:start + chunk, None, :]
@@ -604,6 +606,17 @@ def _dominated_by_any(worse: np.ndarray, better: np.ndarray, maximize: Sequence[
         strictly = (b[None, :, :] < block).any(axis=2)
         out[start:start + chunk] = (no_worse & strictly).any(axis=1)
     return out
+
+
+def _dominated_2d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`_dominated_by_any` for two minimized metrics in O(n log n): sort ``b`` by the first
+    metric and keep running minima of the second."""
+    order = np.argsort(b[:, 0], kind="stable")
+    xs = b[order, 0]
+    best_y = np.concatenate([[np.inf], np.minimum.accumulate(b[order, 1])])
+    upto = np.searchsorted(xs, a[:, 0], side="right")  # b with x <= a's x
+    before = np.searchsorted(xs, a[:, 0], side="left")  # b with x < a's x
+    return (best_y[upto] < a[:, 1]) | (best_y[before] <= a[:, 1])
 
 
 def frontier_status(aggs: Sequence[Aggregate], specs: Sequence[MetricSpec]) -> list[str]:
