@@ -42,6 +42,8 @@ CARDS: list[tuple[str, dict, set[str], str | None]] = [
     ("separators", {"card": "Soft prompt-tuning of T5."}, {"prompt_tuning"}, "prompt_tuning"),
     ("symbols", {"card": "(IA)^3 rescales activations."}, {"ia3"}, "ia3"),
     ("longest alias wins", {"card": "rank-stabilized LoRA"}, {"rslora"}, "rslora"),
+    ("exact case inside words", {"card": "SuperVeRA on MyRoAd; PVeRA-style."}, {"pvera"},
+     "pvera"),
     ("ambiguous alias", {"card": "Bone fracture classifier, oft-cited."}, set(), None),
     ("empty card", {"card": None}, set(), None),
 ]
@@ -96,14 +98,14 @@ def test_parquet_and_jsonl_give_the_known_counts(cards_parquet: Path, tmp_path: 
         assert {r["technique"]: r["count"] for r in summary["any_mention"]} == any_mention
         assert {r["technique"]: r["count"] for r in summary["exactly_one"]} == exactly_one
         assert summary["peft_adapters"] == 2  # library_name peft; adapter base-model tag
-    assert exactly_one["lora"] == 5 and summary["exactly_one_total"] == 13
+    assert exactly_one["lora"] == 5 and summary["exactly_one_total"] == 14
 
 
 def test_shares(cards_parquet: Path) -> None:
     summary = census.census_cards(str(cards_parquet)).summary()
     assert sum(r["share"] for r in summary["exactly_one"]) == pytest.approx(1.0)
     lora = next(r for r in summary["exactly_one"] if r["technique"] == "lora")
-    assert lora["share"] == pytest.approx(5 / 13)
+    assert lora["share"] == pytest.approx(5 / 14)
     assert summary["exactly_one"][0]["technique"] == "lora"  # sorted by count
     assert summary["any_mention"][0]["share_of_scanned"] == pytest.approx(7 / len(CARDS))
 
@@ -112,7 +114,7 @@ def test_sources_and_limit(cards_parquet: Path, tmp_path: Path) -> None:
     text_only = census.census_cards(str(cards_parquet), sources=["text"]).summary()
     assert set(text_only["by_source"]) == {"text"}
     assert {r["technique"] for r in text_only["any_mention"]} == {
-        "lora", "qlora", "loha", "dora", "prompt_tuning", "ia3", "rslora"}
+        "lora", "qlora", "loha", "dora", "prompt_tuning", "ia3", "rslora", "pvera"}
     assert census.census_cards(str(cards_parquet), limit=3).scanned == 3
     folder = tmp_path / "shards"
     folder.mkdir()
@@ -146,7 +148,7 @@ def test_named_columns(cards_parquet: Path, tmp_path: Path) -> None:
     rows = [{"body": r["card"], "labels": r["tags"]} for r in _rows()]
     renamed = _write_parquet(tmp_path / "renamed.parquet", rows)
     columns = census.CardColumns(text="body", tags="labels")
-    assert census.census_cards(str(renamed), columns=columns).with_any == 13
+    assert census.census_cards(str(renamed), columns=columns).with_any == 14
     with pytest.raises(UserError, match="unknown column 'labels'"):
         census.census_cards(str(cards_parquet), columns=census.CardColumns(tags="labels"))
     with pytest.raises(UserError, match="unknown source"):
@@ -234,7 +236,7 @@ def test_cli_writes_json_and_chart(monkeypatch, capsys, cards_parquet: Path,
     assert code == 0
     report = json.loads(out.read_text())
     assert report["cards"]["exactly_one"][0] == {
-        "technique": "lora", "name": "LoRA", "count": 5, "share": pytest.approx(5 / 13)}
+        "technique": "lora", "name": "LoRA", "count": 5, "share": pytest.approx(5 / 14)}
     assert report["code"]["scanned"] == 9
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "LoRA" in stdout
