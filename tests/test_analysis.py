@@ -286,3 +286,10 @@ def test_suite_names_resolve_through_the_catalog(peft_reference: Path, catalog: 
     rec = an.recommend(runs, max_memory="21GB", must="merge")
     assert rec.best is not None and rec.best.technique == "miss"
     assert rec.best.value("peak_memory") <= 21e9
+
+
+def test_real_catalog_knows_every_suite_technique(peft_reference: Path) -> None:
+    runs = an.load_results([peft_reference / "MetaMathQA" / "results"]).runs
+    cache = an.CapabilityCache()
+    unknown = [a.technique for a in an.aggregate(runs, "technique") if cache.get(a) is None]
+    assert unknown == []
