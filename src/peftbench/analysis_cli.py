@@ -73,6 +73,6 @@ def register(app: typer.Typer) -> None:
         from peftbench.app import serve
 
         try:
-            serve(dirs, host=host, port=port or None)
+            serve(dirs, host=host, port=port)
         except OSError as exc:
             raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
