@@ -375,8 +375,14 @@ def _iter_hub(dataset_id: str, columns: CardColumns) -> Iterator[Card]:
     resolved = columns.resolve(available) if available else {
         "text": columns.text, "tags": columns.tags or "tags",
         "library_name": columns.library_name or "library_name"}
-    stream = stream.select_columns(list(dict.fromkeys(resolved.values())))
-    for row in stream:
+    rows = iter(stream.select_columns(list(dict.fromkeys(resolved.values()))))
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # a dropped connection mid-stream: one line, not a traceback
+            raise UserError(f"streaming '{dataset_id}' failed: {exc}") from None
         yield _card(row, resolved)
 
 
@@ -590,7 +596,7 @@ def _bar_panel(ax: Any, kind: str, summary: Mapping[str, Any], top: int) -> None
     ax.set_yticks(ys, [display_name(n) for n in names])
     ax.invert_yaxis()
     ax.set_xlim(0, 110)
-    ax.set_xlabel(f"% of {summary['unit']}")
+    ax.set_xlabel(f"% of the {summary['unit']} in each group (n in the legend)")
     what = "model cards" if kind == "cards" else "source files (peft config classes)"
     ax.set_title(f"PEFT techniques in {summary['scanned']:,} {what}")
     ax.legend(loc="lower right", fontsize=8)
