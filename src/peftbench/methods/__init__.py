@@ -1,50 +1,69 @@
-"""The catalog of techniques: `get_method("lora")`.
+"""The catalog of techniques: `get_method("lora")`, `method_names()`, `capabilities("lora")`.
 
-Any PEFT technique is available by its PEFT type name (lower case); curated entries add
-defaults and learning rates on top.
+Every technique of the installed PEFT release is an entry (discovered from PEFT's mapping);
+curated entries add defaults, learning rates and descriptions on top, and peftbench adds LoRA
+variants, optimizer-based techniques, Delta-LoRA and full fine-tuning. Importing this package
+imports neither torch nor PEFT, so listing the catalog is fast.
 """
 
 from __future__ import annotations
 
-from peftbench.errors import UserError
-from peftbench.methods.base import Method, ModelKind, resolve_targets
-from peftbench.methods.capabilities import capabilities
+from functools import lru_cache
 
-_CURATED: dict[str, Method] = {
-    "lora": Method(
-        name="lora",
-        peft_type="LORA",
-        description="Low-rank update B·A added to frozen weights (Hu et al., 2021).",
-        defaults={"r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
-        default_lr=1e-3,
-        lr_source="peftbench calibration on SmolLM2-135M/arith (LoRA at r=16 on a 135M model)",
-    ),
-}
+from peftbench.errors import UserError
+from peftbench.methods.base import MODEL_KINDS, Method, ModelKind, resolve_targets
+from peftbench.methods.capabilities import capabilities, capability_note
+from peftbench.methods.overrides import parse_overrides
+
+#: names people use that the alias table does not list
+EXTRA_ALIASES = {"full_finetuning": "full", "full_fine_tuning": "full", "fft": "full",
+                 "bone": "miss", "loraplus": "lora_plus", "lorafa": "lora_fa"}
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, Method]:
+    from peftbench.methods.capabilities import peft_types
+    from peftbench.methods.catalog import curated_methods, uncurated_method
+
+    table = curated_methods()
+    for name in peft_types():
+        if name not in table:
+            table[name] = uncurated_method(name)
+    return dict(sorted(table.items()))
 
 
 def method_names() -> list[str]:
-    """Every technique name the catalog knows."""
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    """Every technique name the catalog knows (sorted)."""
+    return list(_catalog())
 
-    generic = {str(getattr(k, "value", k)).lower() for k in PEFT_TYPE_TO_CONFIG_MAPPING}
-    return sorted(set(_CURATED) | generic)
+
+def all_methods() -> list[Method]:
+    """Every catalog entry, sorted by name."""
+    return list(_catalog().values())
 
 
 def get_method(name: str) -> Method:
-    """The catalog entry for ``name``; unknown names are a `UserError`."""
-    key = name.strip().lower()
-    if key in _CURATED:
-        return _CURATED[key]
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    """The catalog entry for ``name`` (or an alias: "LoRA-FA", "Bone"); unknown is a
+    `UserError`."""
+    table = _catalog()
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in table:
+        return table[key]
+    if key in EXTRA_ALIASES:
+        return table[EXTRA_ALIASES[key]]
+    from peftbench.methods.aliases import technique_for_alias
 
-    for peft_type in PEFT_TYPE_TO_CONFIG_MAPPING:
-        value = str(getattr(peft_type, "value", peft_type))
-        if value.lower() == key:
-            prompt = value in {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
-                               "MULTITASK_PROMPT_TUNING", "ADAPTION_PROMPT", "CPT"}
-            return Method(name=key, peft_type=value, targets_modules=not prompt)
+    alias = technique_for_alias(name)
+    if alias in table:
+        return table[alias]
     raise UserError(f"unknown method '{name}'; see `peftbench methods` for the catalog")
 
 
-__all__ = ["Method", "ModelKind", "capabilities", "get_method", "method_names",
+def applicable_methods(kind: ModelKind) -> list[Method]:
+    """The entries that can train a ``kind`` model here (the contestants)."""
+    return [m for m in all_methods() if m.why_not(kind) is None]
+
+
+__all__ = ["MODEL_KINDS", "Method", "ModelKind", "all_methods", "applicable_methods",
+           "capabilities", "capability_note", "get_method", "method_names", "parse_overrides",
            "resolve_targets"]

@@ -3,29 +3,47 @@
 A `Method` is one entry of the catalog. The training loop calls, in order:
 ``build`` (wrap the base model), ``make_optimizer``, ``after_step`` after every optimizer step
 (a no-op for most techniques; Delta-LoRA updates frozen weights there), and ``save`` at the end.
+``load`` puts a saved adapter back on a fresh base model.
+
+This module imports neither torch nor PEFT at import time: listing the catalog must stay fast.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from peftbench.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 ModelKind = Literal["causal-lm", "seq-cls"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("causal-lm", "seq-cls")
 
 #: attention projections by model family: the default targets, the same for every technique
 ATTENTION_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"]
 
+#: a model-aware default: (config fields, model, keys the user set) -> fields to use
+Fitter = Callable[[dict[str, Any], Any, set[str]], dict[str, Any]]
+
+#: attribute of a built model holding the peftbench-only options of its technique
+OPTIONS_ATTR = "peftbench_options"
+
 
 @dataclass
 class Method:
-    """A technique: its name, default PEFT config fields and default learning rate."""
+    """A technique: its name, default PEFT config fields and default learning rate.
+
+    ``options`` are settings that are not PEFT config fields (an optimizer's ratio, a warm-up);
+    ``--set`` accepts them like config fields. ``fit`` adapts sizes (block sizes, ranks,
+    frequencies) to the target model so that the default config is valid on any model.
+    """
 
     name: str
     peft_type: str | None  # PEFT's PeftType value; None for techniques outside PEFT
@@ -34,23 +52,76 @@ class Method:
     default_lr: float = 2e-4
     lr_source: str = ""
     targets_modules: bool = True  # False for prompt-based techniques
+    kinds: tuple[ModelKind, ...] = MODEL_KINDS
+    not_for: dict[str, str] = field(default_factory=dict)  # kind -> why it does not apply
+    fit: Fitter | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()  # importable modules it needs beyond the base install
+    family: str = "peft"
+    curated: bool = True
+    merge_needs_bias: bool = False  # merging folds into the adapted layers' biases
+
+    # ------------------------------------------------------------------ applicability
+
+    def why_not(self, kind: ModelKind, probe: bool = True) -> str | None:
+        """Why this technique cannot run on a ``kind`` model here (None when it can).
+
+        ``probe=False`` skips hardware probes (they import torch), for a fast listing.
+        """
+        if kind not in self.kinds:
+            return self.not_for.get(kind, f"{self.name} does not support {kind} models")
+        import importlib.util
+
+        for requirement in self.requires:
+            module, _, package = requirement.partition(":")
+            if importlib.util.find_spec(module) is None:
+                return f"needs the package {package or module} (pip install {package or module})"
+        return self.unavailable_reason() if probe else None
+
+    def unavailable_reason(self) -> str | None:
+        """Why the technique cannot run on this machine at all (None when it can)."""
+        return None
+
+    # ------------------------------------------------------------------ config and build
+
+    def split_overrides(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Separate peftbench options from PEFT config fields; options get their defaults."""
+        options = dict(self.options)
+        fields = {}
+        for key, value in _strip_meta(overrides).items():
+            if key in self.options:
+                options[key] = _check_option(self.name, key, value, self.options[key])
+            else:
+                fields[key] = value
+        return fields, options
+
+    def config_fields(
+        self, targets: str | None, overrides: dict[str, Any], model: Any = None
+    ) -> dict[str, Any]:
+        """The config fields: defaults, the shared targets, ``overrides``, then model fitting."""
+        fields = copy.deepcopy(self.defaults)
+        if self.targets_modules and "target_modules" not in overrides:
+            fields["target_modules"] = resolve_targets(targets)
+        fields.update(overrides)
+        if self.fit is not None and model is not None:
+            fields = self.fit(fields, model, set(overrides))
+        return fields
 
     def peft_config(
-        self, kind: ModelKind, targets: str | None, overrides: dict[str, Any]
+        self, kind: ModelKind, targets: str | None, overrides: dict[str, Any], model: Any = None
     ) -> Any:
         """The PEFT config for this technique with ``overrides`` applied on the defaults."""
         from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
         cls = PEFT_TYPE_TO_CONFIG_MAPPING[self.peft_type]
-        fields = copy.deepcopy(self.defaults)
-        if self.targets_modules and "target_modules" not in overrides:
-            fields["target_modules"] = resolve_targets(targets)
-        fields.update(_strip_meta(overrides))
+        fields, _ = self.split_overrides(overrides)
+        fields = self.config_fields(targets, fields, model)
         fields["task_type"] = "CAUSAL_LM" if kind == "causal-lm" else "SEQ_CLS"
+        check_fields(self.name, cls, fields)
         try:
             return cls(**fields)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"invalid {self.name} config: {exc}") from None
+            raise UserError(f"invalid {self.name} config: {_first_line(exc)}") from None
 
     def build(
         self, model: nn.Module, kind: ModelKind, targets: str | None, overrides: dict[str, Any]
@@ -58,29 +129,71 @@ class Method:
         """Wrap ``model`` with this technique; only the adapter's parameters stay trainable."""
         from peft import get_peft_model
 
-        config = self.peft_config(kind, targets, overrides)
+        self.check_applies(kind)
+        config = self.peft_config(kind, targets, overrides, model)
+        _, options = self.split_overrides(overrides)
         try:
-            return get_peft_model(model, config)
-        except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
-            raise UserError(f"{self.name} cannot be applied to this model: {exc}") from None
+            peft_model = get_peft_model(model, config)
+        except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError,
+                ImportError, AttributeError) as exc:
+            raise UserError(f"{self.name} cannot be applied to this model: "
+                            f"{_first_line(exc)}") from None
+        setattr(peft_model, OPTIONS_ATTR, options)
+        return peft_model
+
+    def check_applies(self, kind: ModelKind) -> None:
+        """Raise a `UserError` saying why when the technique cannot run on a ``kind`` model."""
+        reason = self.why_not(kind)
+        if reason:
+            raise UserError(f"{self.name} cannot be used here: {reason}")
+
+    # ------------------------------------------------------------------ training hooks
 
     def make_optimizer(
         self, model: nn.Module, lr: float, weight_decay: float
     ) -> torch.optim.Optimizer:
         """AdamW over the trainable parameters (overridden by optimizer-based techniques)."""
+        import torch
+
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step; a no-op unless the technique needs it."""
 
+    # ------------------------------------------------------------------ persistence
+
     def save(self, model: nn.Module, directory: Path) -> None:
         """Save the trained adapter (what a user would ship) to ``directory``."""
         model.save_pretrained(str(directory))
 
+    def load(self, model: nn.Module, kind: ModelKind, directory: Path) -> nn.Module:
+        """Put the adapter saved by `save` in ``directory`` back on the fresh base ``model``."""
+        from peft import PeftModel
+
+        try:
+            return PeftModel.from_pretrained(model, str(directory))
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise UserError(f"cannot load the {self.name} adapter in {directory}: "
+                            f"{_first_line(exc)}") from None
+
     def can_merge(self, model: nn.Module) -> bool:
         """Whether the trained adapter can be folded into the base weights."""
-        return hasattr(model, "merge_and_unload") and self.targets_modules
+        from peftbench.methods.capabilities import all_capabilities
+
+        caps = all_capabilities().get(self.name, {})
+        if not (caps.get("merge", True) and hasattr(model, "merge_and_unload")):
+            return False
+        if self.merge_needs_bias:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            return all(getattr(m.get_base_layer(), "bias", None) is not None
+                       for m in model.modules() if isinstance(m, BaseTunerLayer))
+        return True
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The base model with the adapter folded in (call only when `can_merge`)."""
+        return model.merge_and_unload()
 
 
 def resolve_targets(targets: str | None) -> list[str] | str:
@@ -92,8 +205,48 @@ def resolve_targets(targets: str | None) -> list[str] | str:
     return [t.strip() for t in targets.split(",") if t.strip()]
 
 
+def check_fields(method: str, config_cls: type, fields: dict[str, Any]) -> None:
+    """Reject unknown config keys and values of the wrong simple type, in one line."""
+    known = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key, value in fields.items():
+        if key not in known:
+            raise UserError(f"unknown {method} config field '{key}' "
+                            f"(not a field of PEFT's {config_cls.__name__})")
+        expected = _SIMPLE_TYPES.get(str(known[key].type).replace(" ", ""))
+        if expected and value is not None and not _is_instance(value, expected):
+            raise UserError(f"invalid {method} config: {key}={value!r} is not "
+                            f"{known[key].type}")
+
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+    "Optional[int]": (int,), "Optional[float]": (int, float), "Optional[bool]": (bool,),
+    "Optional[str]": (str,), "int|None": (int,), "float|None": (int, float),
+}
+
+
+def _is_instance(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _check_option(method: str, key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if default is not None and not isinstance(value, kind):
+        raise UserError(f"invalid {method} option: {key}={value!r} is not a {kind.__name__}")
+    return value
+
+
 def _strip_meta(overrides: dict[str, Any]) -> dict[str, Any]:
     """Drop fields of a saved adapter_config.json that describe, rather than configure, it."""
     skip = {"peft_type", "task_type", "base_model_name_or_path", "revision", "auto_mapping",
             "inference_mode", "peft_version"}
     return {k: v for k, v in overrides.items() if k not in skip}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__

@@ -1,0 +1,7 @@
+"""Delta-LoRA (Zi et al., 2023): LoRA that also moves the frozen weights by the change of B·A.
+
+After a warm-up of K optimizer steps, every step adds λ·(B(t+1)A(t+1) − B(t)A(t))·(α/r) to the
+frozen weight W, without a gradient or optimizer state for W; the LoRA path has no dropout.
+Split like a PEFT tuner: `config` (fields), `layer` (the adapted linear layer), `model` (wrapping
+a base model, save/load), `method` (the catalog entry).
+"""

@@ -1,0 +1,94 @@
+"""QLoRA: LoRA on a base model quantized to 4-bit NF4 with bitsandbytes.
+
+The base model is re-loaded through transformers' bitsandbytes integration (every linear layer
+but the output head becomes a 4-bit layer), then LoRA is added on top. Whether bitsandbytes can
+run 4-bit layers on this machine is probed once with a tiny layer: where it cannot, the entry
+says so in one line instead of failing mid-run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from peftbench.errors import UserError
+from peftbench.methods.base import Method, ModelKind
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: heads stay in full precision, as in QLoRA
+SKIP_MODULES = ["lm_head", "score", "classifier"]
+
+
+class QLoraMethod(Method):
+    """LoRA with the frozen base quantized to 4-bit NF4 (double quantization)."""
+
+    def unavailable_reason(self) -> str | None:
+        """Why 4-bit bitsandbytes layers cannot run here, or None."""
+        return bnb_4bit_problem()
+
+    def build(
+        self, model: nn.Module, kind: ModelKind, targets: str | None, overrides: dict[str, Any]
+    ) -> nn.Module:
+        """Quantize the base to 4 bits, then add LoRA."""
+        self.check_applies(kind)
+        return super().build(quantize_4bit(model), kind, targets, overrides)
+
+    def load(self, model: nn.Module, kind: ModelKind, directory: Path) -> nn.Module:
+        """Quantize the fresh base the same way, then load the LoRA adapter."""
+        self.check_applies(kind)
+        return super().load(quantize_4bit(model), kind, directory)
+
+
+def quantize_4bit(model: nn.Module) -> nn.Module:
+    """``model`` re-loaded with its linear layers (heads excluded) as bitsandbytes NF4."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    from transformers.utils import logging as hf_logging
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype if dtype != torch.float16 else torch.float32,
+        llm_int8_skip_modules=SKIP_MODULES,
+    )
+    folder = tempfile.mkdtemp(prefix="peftbench-qlora-")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model.save_pretrained(folder)
+        return type(model).from_pretrained(folder, quantization_config=config,
+                                           device_map={"": str(device)}, dtype=dtype)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        raise UserError(f"qlora: cannot quantize this model to 4 bits: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@lru_cache(maxsize=1)
+def bnb_4bit_problem() -> str | None:
+    """Why bitsandbytes' 4-bit layers do not work here (a tiny probe), or None when they do."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "not supported here: bitsandbytes is not installed (pip install bitsandbytes)"
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        layer = bnb.nn.Linear4bit(16, 8, compute_dtype=torch.float32, quant_type="nf4")
+        layer = layer.to(device)
+        out = layer(torch.ones(1, 16, device=device))
+        if not torch.isfinite(out).all():
+            return "not supported here: bitsandbytes 4-bit layers give non-finite outputs"
+    except Exception as exc:  # any failure of the probe means: not on this hardware
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"not supported here: bitsandbytes 4-bit layers fail on this hardware ({first})"
+    return None
