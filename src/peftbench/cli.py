@@ -34,6 +34,9 @@ analysis_cli.register(app)
 from peftbench import census_cli  # noqa: E402
 
 census_cli.register(app)
+from peftbench import methods_cli  # noqa: E402
+
+methods_cli.register(app)
 
 
 def main() -> None:
