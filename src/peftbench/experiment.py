@@ -157,6 +157,9 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None) -> di
     model = prep.method.build(model, prep.loaded.kind, spec.targets, spec.adapter_config)
     model.to(dev)
     m["num_trainable_params"], m["num_total_params"] = count_parameters(model)
+    if m["num_trainable_params"] == 0:
+        raise UserError(f"{spec.method} has no trainable parameters on this model "
+                        "(its config selects nothing here)")
     m["param_bytes"] = tensor_bytes({id(p): p for p in model.parameters()}.values())
     features = _encode(prep, prep.splits["train"])
     memory = MemoryTracker(dev)

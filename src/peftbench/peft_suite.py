@@ -15,8 +15,11 @@ from typing import Any
 from peftbench.errors import UserError
 
 #: the suite's ``optimizer_type`` values that are their own catalog entries
-OPTIMIZER_METHODS = {"lora-fa": "lora-fa", "lora+": "lora-plus", "loraplus": "lora-plus",
-                     "riemannian": "lora-riemannian"}
+OPTIMIZER_METHODS = {"lora-fa": "lora_fa", "lora+": "lora_plus", "loraplus": "lora_plus"}
+#: prompt-learning fields that describe the suite's model (Llama-3.2-3B), not the technique:
+#: dropped so that PEFT infers them from the model being trained
+MODEL_SHAPE_FIELDS = {"token_dim", "num_attention_heads", "num_layers",
+                      "num_transformer_submodules"}
 
 
 def is_experiment_folder(path: Path) -> bool:
@@ -43,10 +46,11 @@ def read_experiment_folder(path: str | Path) -> dict[str, Any]:
         if not isinstance(peft_type, str):
             raise UserError(f"{path / 'adapter_config.json'}: no 'peft_type' field")
         method = peft_type.lower()
+        adapter = _known_fields(peft_type, adapter)
     optimizer = params.get("optimizer_type")
     if optimizer and optimizer.lower() != "adamw":
         if optimizer.lower() not in OPTIMIZER_METHODS:
-            raise UserError(f"{path}: optimizer_type '{optimizer}' is not supported")
+            raise UserError(f"{path}: optimizer_type '{optimizer}' is not in peftbench's catalog")
         method = OPTIMIZER_METHODS[optimizer.lower()]
     kwargs = params.get("optimizer_kwargs") or {}
     train: dict[str, Any] = {}
@@ -56,6 +60,20 @@ def read_experiment_folder(path: str | Path) -> dict[str, Any]:
         train["weight_decay"] = float(kwargs["weight_decay"])
     return {"method": method, "adapter_config": adapter, "train": train,
             "name": f"{path.parent.name}--{path.name}"}
+
+
+def _known_fields(peft_type: str, adapter: dict[str, Any]) -> dict[str, Any]:
+    """Keep the fields the installed PEFT's config class knows, as PEFT's own loader does:
+    configs saved by a newer PEFT carry fields an older one lacks."""
+    import dataclasses
+
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type)
+    if cls is None:
+        raise UserError(f"PEFT type '{peft_type}' is not in the installed PEFT release")
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in adapter.items() if k in known and k not in MODEL_SHAPE_FIELDS}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(200, ge=1, description="optimizer steps")
+    max_steps: int = Field(100, ge=1, description="optimizer steps")
     batch_size: int = Field(8, ge=1, description="examples per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     lr: float | None = Field(None, gt=0, description="learning rate; None = technique default")
@@ -33,7 +33,7 @@ class TrainParams(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="autocast dtype; auto = bf16 where the hardware runs it fast"
     )
-    eval_every: int = Field(0, ge=0, description="validate every N steps; 0 = max_steps // 4")
+    eval_every: int = Field(0, ge=0, description="validate every N steps; 0 = max_steps // 2")
     eval_batch_size: int = Field(32, ge=1)
     max_new_tokens: int | None = Field(None, ge=1, description="None = the task's default")
     forgetting_samples: int = Field(32, ge=0, description="WikiText blocks; 0 disables")
@@ -49,7 +49,7 @@ class TrainParams(BaseModel):
 
     def resolved_eval_every(self) -> int:
         """Validation interval in steps (at least once at the end)."""
-        return self.eval_every or max(1, self.max_steps // 4)
+        return self.eval_every or max(1, self.max_steps // 2)
 
 
 class ExperimentSpec(BaseModel):

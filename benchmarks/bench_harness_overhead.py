@@ -1,0 +1,79 @@
+"""Harness overhead: peftbench's training step vs a bare PEFT + torch loop.
+
+Same model (SmolLM2-135M + LoRA), same batches, same dtype, same optimizer; the two loops run
+interleaved in one process so that machine noise hits both alike. Target: ratio <= 1.05.
+
+    .venv/bin/python benchmarks/bench_harness_overhead.py [--steps 6] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from common import arith_features, lora_smollm2, ratio_line
+
+from peftbench.batching import batch_order, collate
+from peftbench.measure import MemoryTracker
+from peftbench.methods import get_method
+from peftbench.spec import TrainParams
+from peftbench.train import train
+
+
+def bare_loop(model, batches, lr: float) -> float:
+    """The 20-line loop a practitioner would write: returns seconds for all steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    model.train()
+    t0 = time.perf_counter()
+    for batch in batches:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+    return time.perf_counter() - t0
+
+
+def harness_loop(model, feats, steps: int, batch_size: int, lr: float, pad_id: int) -> float:
+    """peftbench.train on the same features; returns its measured train time."""
+    params = TrainParams(max_steps=steps, batch_size=batch_size, eval_every=10**6,
+                         warmup_steps=0, lr_scheduler="constant")
+    out = train(model, get_method("lora"), feats, params, lr=lr, pad_id=pad_id,
+                device=torch.device("cpu"), amp_dtype=None,
+                memory=MemoryTracker(torch.device("cpu")))
+    return out.train_time
+
+
+def main() -> None:
+    """Print per-step times of both loops and their ratio."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=4)
+    args = ap.parse_args()
+    model, tok = lora_smollm2()
+    feats = arith_features(tok, args.batch_size * args.steps)
+    # the bare loop gets exactly the batches peftbench will draw (same order, same padding)
+    order = batch_order(len(feats), args.batch_size, args.steps, seed=0)
+    batches = [collate([feats[i] for i in idx], tok.pad_token_id) for idx in order]
+    bare_loop(model, batches[:1], 1e-4)  # warm-up
+    bare, ours = [], []
+    for _ in range(args.rounds):
+        bare.append(bare_loop(model, batches, 1e-4) / args.steps)
+        ours.append(harness_loop(model, feats, args.steps, args.batch_size, 1e-4,
+                                 tok.pad_token_id) / args.steps)
+    print(f"SmolLM2-135M + LoRA, batch {args.batch_size}, fp32, {args.steps} steps x "
+          f"{args.rounds} rounds (median per step)")
+    print(f"{'':<38} {'peftbench':>12} | {'bare loop':>12} |")
+    print(ratio_line("step time", statistics.median(ours), statistics.median(bare)))
+    print("target: ratio <= 1.05")
+
+
+if __name__ == "__main__":
+    main()
