@@ -3,6 +3,7 @@ and the checks every technique must pass (loss drops, reload is exact, merge agr
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +47,16 @@ def fixed_task(tokenizer, kind: str, max_len: int = 24) -> list[Encoded]:
 
 
 def train_briefly(method: Method, model_name: str, kind: str, steps: int = 20,
-                  lr: float | None = None, overrides: dict | None = None) -> Trained:
-    """Build ``method`` on a fresh ``model_name`` and train it with the engine's loop."""
+                  lr: float | None = None, overrides: dict | None = None,
+                  evaluate: bool = True) -> Trained:
+    """Build ``method`` on a fresh ``model_name`` and train it with the engine's loop;
+    ``evaluate`` measures the eval-mode loss before and after."""
     torch.set_num_threads(1)  # the machine is shared: one thread beats two contended ones
     loaded = load_model(model_name, kind, seed=0)
     model = method.build(loaded.model, kind, None, overrides or {})
     features = fixed_task(loaded.tokenizer, kind)
     full_batch = collate(features, loaded.tokenizer.pad_token_id)
-    before = eval_loss(model, full_batch)
+    before = eval_loss(model, full_batch) if evaluate else math.nan
     params = TrainParams(max_steps=steps, batch_size=len(features), warmup_steps=0,
                          lr_scheduler="constant", dtype="float32", forgetting_samples=0,
                          measure_inference=False)
@@ -64,7 +67,7 @@ def train_briefly(method: Method, model_name: str, kind: str, steps: int = 20,
         train(model, method, features, params, lr=lr or method.default_lr,
               pad_id=loaded.tokenizer.pad_token_id, device=device, amp_dtype=None,
               memory=MemoryTracker(device), on_step=lambda _s, loss: losses.append(loss))
-    after = eval_loss(model, full_batch)
+    after = eval_loss(model, full_batch) if evaluate else math.nan
     batch = {k: v for k, v in full_batch.items() if k != "labels"}
     return Trained(model, losses, batch, before, after)
 

@@ -186,3 +186,10 @@ def test_methods_verb_reports_applicability_on_a_model() -> None:
     assert by_name["prompt_tuning"]["applicable"]
     assert by_name["prompt_tuning"]["trainable_parameters"] > 0
     assert not by_name["cpt"]["applicable"] and by_name["cpt"]["why_not"]["seq-cls"]
+
+
+def test_generated_technique_table_lists_the_whole_catalog() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "methods.md").read_text()
+    block = text.split("<!-- methods-table:start -->", 1)[1].split("<!-- methods-table:end -->")[0]
+    for name in method_names():
+        assert f"`{name}`" in block, name

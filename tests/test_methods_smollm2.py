@@ -1,0 +1,50 @@
+"""One short training run per technique on the embedded SmolLM2-135M, recorded per technique."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from methods_helpers import train_briefly  # noqa: E402
+
+from peftbench.methods import all_methods, get_method  # noqa: E402
+
+STEPS = 2
+CONTESTANTS = [m.name for m in all_methods() if m.why_not("causal-lm", probe=False) is None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONTESTANTS)
+def test_one_short_run_on_smollm2(name: str, record_property) -> None:
+    method = get_method(name)
+    reason = method.why_not("causal-lm")
+    if reason:  # a hardware probe (QLoRA without bitsandbytes support): stated, not failed
+        record_property("run", {"method": name, "not_run": reason})
+        assert reason.startswith("not supported here")
+        return
+    started = time.perf_counter()
+    run = train_briefly(method, "smollm2-135m", "causal-lm", steps=STEPS, evaluate=False)
+    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    record = {"method": name, "steps": STEPS, "losses": run.losses,
+              "trainable_parameters": trainable, "seconds": time.perf_counter() - started}
+    record_property("run", record)
+    folder = os.environ.get("PEFTBENCH_METHOD_RUNS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(json.dumps(record, indent=1))
+    assert all(math.isfinite(x) for x in run.losses) and len(run.losses) == STEPS
+    assert trainable > 0
+    if name != "trainable_tokens":  # SmolLM2's special tokens are not in these inputs
+        assert run.losses[-1] != run.losses[0]  # the first step changed the model
+
+
+@pytest.mark.slow
+def test_at_least_35_contestants_on_smollm2() -> None:
+    assert len(CONTESTANTS) >= 35
