@@ -156,6 +156,7 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None) -> di
         m["base_test_score"] = _score(prep, model, "test", bar, "base model test")
     model = prep.method.build(model, prep.loaded.kind, spec.targets, spec.adapter_config)
     model.to(dev)
+    m["peft_config"] = _applied_config(model)
     m["num_trainable_params"], m["num_total_params"] = count_parameters(model)
     if m["num_trainable_params"] == 0:
         raise UserError(f"{spec.method} has no trainable parameters on this model "
@@ -269,7 +270,8 @@ def build_result(prep: Prepared, m: dict[str, Any], error: str, created: str,
             "total_time": total_time,
             "experiment_name": f"{spec.method}/{spec.display_name()}",
             "train_config": _train_config(prep, m),
-            "peft_config": _peft_config(prep),
+            "peft_config": m.get("peft_config") or {"method": spec.method,
+                                                     **spec.adapter_config},
             "error_msg": error,
             "peftbench": {
                 "spec": spec.model_dump(mode="json"),
@@ -333,12 +335,10 @@ def _train_config(prep: Prepared, m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _peft_config(prep: Prepared) -> dict[str, Any]:
-    try:
-        config = prep.method.peft_config(prep.loaded.kind, prep.spec.targets,
-                                         prep.spec.adapter_config)
-    except Exception:  # techniques outside PEFT have no PEFT config
-        return {"method": prep.spec.method, **prep.spec.adapter_config}
-    if config is None:
-        return {"method": prep.spec.method, **prep.spec.adapter_config}
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+def _applied_config(model: nn.Module) -> dict[str, Any] | None:
+    """The PEFT config as applied to the model (targets resolved), for the result file."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or not configs:
+        return None
+    config = next(iter(configs.values()))
+    return config.to_dict() if hasattr(config, "to_dict") else None

@@ -1,0 +1,54 @@
+"""The engine on the embedded real models (slower: seconds to a minute each)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from peftbench.experiment import run_experiment
+from peftbench.models import load_model
+from peftbench.spec import ExperimentSpec, TrainParams
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm2_loads_from_the_cache_fast():
+    load_model("smollm2-135m")  # converts once if the cache is cold
+    t0 = time.perf_counter()
+    loaded = load_model("smollm2-135m")
+    elapsed = time.perf_counter() - t0
+    assert loaded.info["num_parameters"] == 134_515_008
+    assert elapsed < 2.0, f"cached reload took {elapsed:.2f} s"
+
+
+def test_smollm2_lora_on_arith(tmp_path, shared_data):
+    spec = ExperimentSpec(
+        model="smollm2-135m", task="arith", method="lora",
+        task_options={"n_train": 32, "n_valid": 4, "n_test": 8},
+        general_text=str(shared_data / "wikitext-2"),
+        train=TrainParams(max_steps=3, batch_size=4, eval_batch_size=8, max_new_tokens=24,
+                          forgetting_samples=4, eval_base=True),
+    )
+    outcome = run_experiment(spec, tmp_path, progress=False)
+    info = outcome.result["train_info"]
+    assert outcome.ok, outcome.result["run_info"]["error_msg"]
+    assert info["num_total_params"] > 134_000_000
+    assert 0 < info["num_trainable_params"] < 0.05 * info["num_total_params"]
+    assert info["base_test_score"] is not None and info["test_score"] is not None
+    assert info["forgetting"] is not None and abs(info["forgetting"]) < 1.0
+    # LoRA at r=16 on attention in fp32: a few MB
+    assert 1e6 < info["file_size"] < 20e6
+
+
+def test_minilm_classifies_sst2(tmp_path, shared_data):
+    spec = ExperimentSpec(
+        model="minilm-l6", task="sst2", method="lora",
+        task_options={"data": str(shared_data / "sst2"), "n_train": 256, "n_valid": 32,
+                      "n_test": 64},
+        train=TrainParams(max_steps=12, batch_size=16, lr=2e-3),
+    )
+    outcome = run_experiment(spec, tmp_path, progress=False)
+    info = outcome.result["train_info"]
+    assert outcome.ok, outcome.result["run_info"]["error_msg"]
+    assert info["test_metric"] == "accuracy" and 0.0 <= info["test_score"] <= 1.0
