@@ -30,7 +30,8 @@ def main() -> None:
     task = get_task("arith", {"n_test": args.n})
     examples = task.load_split("test")[: args.n]
     prompts = [e.prompt for e in examples]
-    kwargs = {"max_new_tokens": args.max_new_tokens, "device": torch.device("cpu")}
+    kwargs = {"max_new_tokens": args.max_new_tokens, "device": torch.device("cpu"),
+              "stop_strings": task.stop_strings}
 
     t0 = time.perf_counter()
     batched = generate(loaded.model, loaded.tokenizer, prompts, batch_size=args.batch_size,

@@ -193,3 +193,20 @@ def test_prepare_validates_everything_first(monkeypatch, tmp_path):
         run_experiment(tiny_spec(task=f"jsonl:{bad}", task_options={}), tmp_path,
                        progress=False)
     assert calls == []
+
+
+def test_batched_generation_matches_one_by_one_and_cuts_at_stop_strings():
+    from peftbench.evaluate import generate
+    from peftbench.models import load_model
+
+    loaded = load_model("tiny-llama", seed=3)
+    prompts = ["Question: Tom has 12 apples.", "Review: dull", "0123", "The quick brown fox"]
+    kwargs = {"max_new_tokens": 12, "device": torch.device("cpu")}
+    batched = generate(loaded.model, loaded.tokenizer, prompts, batch_size=4, **kwargs)
+    single = generate(loaded.model, loaded.tokenizer, prompts, batch_size=1, **kwargs)
+    assert batched == single
+    assert any(batched)
+    stop = batched[0][3:5]
+    cut = generate(loaded.model, loaded.tokenizer, prompts[:1], batch_size=1,
+                   stop_strings=[stop], **kwargs)
+    assert cut[0] == batched[0][: batched[0].find(stop)]

@@ -28,9 +28,13 @@ Progress = Callable[[int], None] | None
 def generate(
     model: nn.Module, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
     batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
-    max_prompt_tokens: int = 512, advance: Progress = None,
+    max_prompt_tokens: int = 512, advance: Progress = None, stop_strings: Sequence[str] = (),
 ) -> list[str]:
-    """Greedy continuations of ``prompts`` (decoded, special tokens dropped), in input order."""
+    """Greedy continuations of ``prompts`` (decoded, special tokens dropped), in input order.
+
+    Each sequence ends at EOS, at ``max_new_tokens``, or at the first of ``stop_strings``
+    (the text is cut there, so batched and one-by-one decoding return the same strings).
+    """
     model.eval()
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:]
                for p in prompts]
@@ -46,13 +50,24 @@ def generate(
                 input_ids=ids, attention_mask=batch["attention_mask"].to(device),
                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                 pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
+                **({"stop_strings": list(stop_strings), "tokenizer": tokenizer}
+                   if stop_strings else {}),
             )
         new_tokens = out[:, ids.shape[1]:]
         for i, row in zip(chunk, new_tokens, strict=True):
-            answers[i] = tokenizer.decode(row, skip_special_tokens=True)
+            answers[i] = _cut(tokenizer.decode(row, skip_special_tokens=True), stop_strings)
         if advance:
             advance(len(chunk))
     return answers
+
+
+def _cut(text: str, stop_strings: Sequence[str]) -> str:
+    """``text`` up to (excluding) the first stop string."""
+    for stop in stop_strings:
+        at = text.find(stop)
+        if at >= 0:
+            text = text[:at]
+    return text
 
 
 def score_generation(
@@ -61,6 +76,7 @@ def score_generation(
     """Accuracy of generated answers on ``examples`` and the generations themselves."""
     if not examples:
         return 0.0, []
+    kwargs.setdefault("stop_strings", task.stop_strings)
     outputs = generate(model, tokenizer, [e.prompt for e in examples], **kwargs)
     correct = sum(task.is_correct(o, e) for o, e in zip(outputs, examples, strict=True))
     return correct / len(examples), outputs

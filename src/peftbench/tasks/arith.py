@@ -156,6 +156,7 @@ class ArithTask(PreparedTask):
 
     name = "arith"
     kind = "generation"
+    stop_strings = ("\n",)  # solutions are one line
     metric = "accuracy"
 
     def __init__(self, level: Level, difficulty: int, seed: int, sizes: dict[str, int]) -> None:

@@ -45,6 +45,9 @@ class Task(ABC):
     labels: tuple[str, ...] = ()
     #: generation budget for scoring, in new tokens
     max_new_tokens: int = 16
+    #: generation stops at any of these strings (e.g. a newline after a one-line answer), so
+    #: a model that rambles past its answer costs no extra decoding
+    stop_strings: tuple[str, ...] = ()
 
     @abstractmethod
     def load_split(self, split: str) -> list[Example]:

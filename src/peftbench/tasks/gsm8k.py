@@ -121,6 +121,8 @@ class MathWordTask(PreparedTask):
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
         self.name = name
         self.settings = settings
+        # GSM8K targets are joined onto one line; MetaMathQA responses span several
+        self.stop_strings = ("\n",) if name == "gsm8k" else ()
 
     def build_splits(self) -> dict[str, list[Example]]:
         """GSM8K splits; for ``metamathqa`` the train split is replaced by MetaMathQA."""
