@@ -351,7 +351,13 @@ def _best_per_technique(configs: list[Aggregate]) -> list[Aggregate]:
 
 def choose_best_config(configs: Sequence[Aggregate]) -> tuple[Aggregate, str]:
     """The configuration with the best validation score (test score as a fallback), and the
-    name of the metric the choice was made on."""
+    name of the metric the choice was made on.
+
+    Configurations that never scored test (a tournament's tuning runs) are only candidates
+    when no configuration did: they chose a learning rate, they are not the reported point.
+    """
+    tested = [c for c in configs if c.values.get("test_score") is not None]
+    configs = tested or list(configs)
     for metric in ("valid_score", "test_score"):
         scored = [c for c in configs if c.values.get(metric) is not None]
         if scored:

@@ -80,10 +80,14 @@ class RunOutcome:
         return self.result["train_info"]["status"] == STATUS_SUCCESS
 
 
-def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool = True,
+def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool | Any = True,
                    save_adapter: bool = True) -> RunOutcome:
     """Run ``spec`` and write ``out_dir/<name>--<hash>.json`` (+ the adapter under
-    ``out_dir/adapters/``). User errors raise `UserError` before anything is written."""
+    ``out_dir/adapters/``). User errors raise `UserError` before anything is written.
+
+    ``progress`` is True/False for Rich bars on stderr, or a display object with Rich's
+    ``add_task``/``update`` (a tournament worker reports to its parent that way).
+    """
     started = time.perf_counter()
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out_dir = Path(out_dir)
@@ -93,7 +97,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
     measured: dict[str, Any] = {}
     error = ""
     try:
-        with make_progress(progress) as bar:
+        with _display(progress) as bar:
             measured = _train_and_measure(prep, bar, adapter_dir)
     except UserError:  # e.g. a config PEFT only rejects when applied: the user's to fix
         raise
@@ -102,6 +106,10 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
     result = build_result(prep, measured, error, created, time.perf_counter() - started)
     atomic_write_json(path, sanitize(result))
     return RunOutcome(path, result)
+
+
+def _display(progress: bool | Any) -> Any:
+    return make_progress(progress) if isinstance(progress, bool) else progress
 
 
 def prepare(spec: ExperimentSpec) -> Prepared:
@@ -167,7 +175,7 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None) -> di
     memory.reset()
     lr = params.lr or prep.method.default_lr
     m["lr"] = lr
-    with phase(bar, f"train {spec.method}", params.max_steps) as advance:
+    with phase(bar, f"train {spec.method}", params.steps_to_run()) as advance:
         def on_step(step: int, loss: float) -> None:
             advance(1, info=f"loss {loss:.3f}")
 
@@ -180,8 +188,10 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None) -> di
              train_tokens=outcome.train_tokens, train_samples=outcome.train_samples,
              state_bytes=outcome.state_bytes, valid_score=outcome.final_valid,
              last_loss=outcome.last_loss, optimizer_type=outcome.optimizer_name,
+             data_order=outcome.data_order,
              tokens_per_sec=outcome.train_tokens / max(outcome.train_time, 1e-9))
-    m["test_score"] = _score(prep, model, "test", bar, "test")
+    if params.eval_test:
+        m["test_score"] = _score(prep, model, "test", bar, "test")
     if prep.general_blocks:
         m["forgetting"] = _general_loss(prep, model) - m["base_general_loss"]
     if params.measure_inference:
@@ -255,13 +265,13 @@ def build_result(prep: Prepared, m: dict[str, Any], error: str, created: str,
     spec = prep.spec
     status = STATUS_FAILED if error else STATUS_SUCCESS
     metrics = list(m.get("metrics", []))
-    if not error:
+    if not error and spec.train.eval_test:
         metrics.append(_final_metrics(prep, m))
     extra = {k: m.get(k) for k in (
         "test_score", "base_test_score", "valid_score", "peak_memory",
         "cuda_memory_max_allocated", "cuda_memory_max_reserved", "cpu_peak_rss",
         "state_bytes", "tokens_per_sec", "forgetting", "base_general_loss", "mergeable",
-        "inference_slowdown", "train_tokens", "device", "autocast_dtype")}
+        "inference_slowdown", "train_tokens", "device", "autocast_dtype", "data_order")}
     extra.update(test_metric=prep.task.metric, total_time=total_time,
                  param_bytes=m.get("param_bytes"), forgetting_note=prep.general_error or None)
     return {
@@ -305,7 +315,7 @@ def build_result(prep: Prepared, m: dict[str, Any], error: str, created: str,
 
 def _final_metrics(prep: Prepared, m: dict[str, Any]) -> dict[str, Any]:
     metric = prep.task.metric
-    return {"step": prep.spec.train.max_steps, f"test {metric}": m.get("test_score"),
+    return {"step": prep.spec.train.steps_to_run(), f"test {metric}": m.get("test_score"),
             "train loss": m.get("last_loss"), "train samples": m.get("train_samples"),
             "train total tokens": m.get("train_tokens"), "forgetting": m.get("forgetting")}
 

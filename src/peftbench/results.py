@@ -52,6 +52,8 @@ EXTRA_TRAIN_INFO = {
     "train_tokens": "non-padding tokens seen in training",
     "device": "cpu or cuda",
     "autocast_dtype": "dtype used under autocast",
+    "data_order": "fingerprint of the training batches' example indices, in order (equal "
+                  "across techniques of a tournament: same data, same order)",
 }
 
 

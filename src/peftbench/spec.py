@@ -39,6 +39,12 @@ class TrainParams(BaseModel):
     forgetting_samples: int = Field(32, ge=0, description="WikiText blocks; 0 disables")
     measure_inference: bool = True
     eval_base: bool = Field(False, description="also score the base model on test")
+    eval_test: bool = Field(
+        True, description="score the test split; False for tuning runs, which choose on "
+        "validation and must never see test")
+    stop_after: int | None = Field(
+        None, ge=1, description="stop after this many steps (the schedule still spans "
+        "max_steps): a rung of successive halving, identical to the start of the full run")
     seed: int = 0
 
     def resolved_warmup(self) -> int:
@@ -50,6 +56,10 @@ class TrainParams(BaseModel):
     def resolved_eval_every(self) -> int:
         """Validation interval in steps (at least once at the end)."""
         return self.eval_every or max(1, self.max_steps // 2)
+
+    def steps_to_run(self) -> int:
+        """Optimizer steps this run takes: ``max_steps``, or fewer for a halving rung."""
+        return min(self.stop_after or self.max_steps, self.max_steps)
 
 
 class ExperimentSpec(BaseModel):

@@ -9,9 +9,10 @@ makes the comparison fair: same data order, same steps, same schedule for everyo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ class TrainOutcome:
     final_valid: float | None = None
     last_loss: float | None = None
     optimizer_name: str = ""
+    data_order: str = ""  # fingerprint of every batch's example indices, in order
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -64,8 +66,8 @@ def train(
     metric: str = "accuracy",
     on_step: Callable[[int, float], None] | None = None,
 ) -> TrainOutcome:
-    """Train ``model`` for ``params.max_steps`` optimizer steps; validate every
-    ``params.resolved_eval_every()`` steps and at the end.
+    """Train ``model`` for ``params.steps_to_run()`` optimizer steps (the schedule spans
+    ``params.max_steps``); validate every ``params.resolved_eval_every()`` steps and at the end.
 
     ``on_step(step, loss)`` reports progress. Raises `NonFiniteLossError` on a NaN/inf loss.
     """
@@ -77,8 +79,11 @@ def train(
         num_training_steps=params.max_steps,
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
-    order = batch_order(len(features), params.batch_size,
-                        params.max_steps * params.grad_accum, params.seed)
+    fingerprint = hashlib.sha256()
+    order = _fingerprinted(batch_order(len(features), params.batch_size,
+                                       params.max_steps * params.grad_accum, params.seed),
+                           fingerprint)
+    last_step = params.steps_to_run()
     out = TrainOutcome(optimizer_name=type(optimizer).__name__)
     clock = Stopwatch(device)
     started = time.perf_counter()
@@ -86,7 +91,7 @@ def train(
     window_time = window_tokens = 0.0
     eval_every = params.resolved_eval_every()
     model.train()
-    for step in range(1, params.max_steps + 1):
+    for step in range(1, last_step + 1):
         t_before = clock.total
         with clock:
             loss, tokens = _optimizer_step(model, optimizer, scheduler, trainable, order,
@@ -103,7 +108,7 @@ def train(
         window_tokens += tokens
         if on_step:
             on_step(step, loss)
-        if step % eval_every == 0 or step == params.max_steps:
+        if step % eval_every == 0 or step == last_step:
             entry = {"step": step, "train loss": sum(window_losses) / len(window_losses),
                      "train samples": out.train_samples, "train time": window_time,
                      "tokens / sec": window_tokens / max(window_time, 1e-9)}
@@ -117,9 +122,17 @@ def train(
             out.metrics.append(entry)
             window_losses, window_time, window_tokens = [], 0.0, 0.0
     out.train_time = clock.total
+    out.data_order = fingerprint.hexdigest()[:16]
     out.state_bytes = state_bytes(model, optimizer)
     optimizer.zero_grad(set_to_none=True)
     return out
+
+
+def _fingerprinted(order: Iterator[list[int]], digest: Any) -> Iterator[list[int]]:
+    """Pass batches through, hashing their indices: equal fingerprints mean equal data order."""
+    for indices in order:
+        digest.update(repr(indices).encode())
+        yield indices
 
 
 def _optimizer_step(
