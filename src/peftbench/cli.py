@@ -37,6 +37,9 @@ census_cli.register(app)
 from peftbench import methods_cli  # noqa: E402
 
 methods_cli.register(app)
+from peftbench import export_cli  # noqa: E402
+
+export_cli.register(app)
 from peftbench import tournament_cli  # noqa: E402
 
 tournament_cli.register(app)
