@@ -73,7 +73,8 @@ def tournament(
         if calibrate:
             console.print("calibrating: one short run to estimate times …")
             calibration = tm.calibrate(cfg, plan, out, runner)
-        console.print(plan_table(plan, calibration, out))
+        console.print(plan_table(plan))
+        console.print(plan_summary(plan, calibration, out), highlight=False)
         if dry_run:
             return
         display = TournamentDisplay(progress, calibration)
@@ -157,26 +158,31 @@ def _executor(name: str, jobs: int, address: str | None, timeout: float | None) 
 # Display
 
 
-def plan_table(plan: Any, calibration: Any, out: Path) -> Table:
-    """The grid before it runs: techniques, rates, run counts and the time estimate."""
-    from peftbench.tournament import estimate_seconds
-
+def plan_table(plan: Any) -> Table:
+    """The grid before it runs: techniques and the rates each will try."""
     cfg = plan.cfg
-    rungs = " → ".join(str(s) for s in plan.rungs)
-    caption = (f"{plan.search_runs()} search runs (steps per rung: {rungs}), "
-               f"{plan.final_runs()} final runs ({cfg.seeds} seed(s) each) → {out}/")
-    if calibration is not None:
-        caption += f"; estimated {_duration(estimate_seconds(plan, calibration))}"
-        caption += (f" (calibration: {calibration.step:.2f} s/step, "
-                    f"{calibration.validation:.1f} s/validation, "
-                    f"{calibration.startup:.1f} s start-up per run)")
-    table = Table(title=f"Tournament plan: {cfg.model} on {cfg.task}", caption=caption)
+    table = Table(title=f"Tournament plan: {cfg.model} on {cfg.task}")
     table.add_column("technique")
     table.add_column("learning rates searched")
     table.add_column("note")
     for row in plan.rows():
         table.add_row(*row)
     return table
+
+
+def plan_summary(plan: Any, calibration: Any, out: Path) -> str:
+    """Run counts, the time estimate and where results go, as one paragraph."""
+    from peftbench.tournament import estimate_seconds
+
+    rungs = " → ".join(str(s) for s in plan.rungs)
+    text = (f"{plan.search_runs()} search runs (steps per rung: {rungs}), "
+            f"{plan.final_runs()} final runs ({plan.cfg.seeds} seed(s) each) → {out}/")
+    if calibration is not None:
+        text += (f"; estimated {_duration(estimate_seconds(plan, calibration))} "
+                 f"(calibration: {calibration.step:.2f} s/step, "
+                 f"{calibration.validation:.1f} s/validation, "
+                 f"{calibration.startup:.1f} s start-up per run)")
+    return text
 
 
 def _duration(seconds: float) -> str:
