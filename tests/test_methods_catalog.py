@@ -12,18 +12,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from methods_helpers import (  # noqa: E402
     CAUSAL_TEXTS,
     CLS_TEXTS,
+    eval_loss,
+    fixed_task,
     folder_bytes,
     outputs,
     reload,
     train_briefly,
 )
 
+from peftbench.batching import collate  # noqa: E402
 from peftbench.errors import UserError  # noqa: E402
 from peftbench.methods import all_methods, get_method  # noqa: E402
 from peftbench.models import load_model, tiny_tokenizer  # noqa: E402
 
 MODELS = {"causal-lm": "tiny-llama", "seq-cls": "tiny-bert"}
 NAMES = [m.name for m in all_methods()]
+#: techniques whose prompts reach the model as key/value prefixes (``past_key_values``)
+KV_PREFIX = [m.name for m in all_methods() if m.peft_type in ("PREFIX_TUNING", "CARTRIDGE")]
 #: merging re-quantizes the 4-bit base, so merged outputs only approximate unmerged ones
 LOSSY_MERGE = {"qlora": 0.2}
 
@@ -47,6 +52,13 @@ def test_entry_trains_saves_reloads_and_merges(name: str, kind: str, tmp_path: P
         with pytest.raises(UserError, match="cannot be used here"):
             method.build(load_model(MODELS[kind], kind).model, kind, None, {})
         return
+    base = load_model(MODELS[kind], kind).model
+    reason = method.why_not_on(base, kind)  # this very model (see the test below)
+    if reason:
+        with pytest.raises(UserError, match="cannot be applied to this model") as refused:
+            method.build(base, kind, None, {})
+        assert reason in str(refused.value) and "\n" not in str(refused.value)
+        return
     run = train_briefly(method, MODELS[kind], kind, overrides=_test_overrides(name, kind))
     assert run.loss_after < run.loss_before, (run.loss_before, run.loss_after)
     trained = outputs(run.model, run.batch)
@@ -58,6 +70,58 @@ def test_entry_trains_saves_reloads_and_merges(name: str, kind: str, tmp_path: P
         merged = outputs(method.merge(run.model), run.batch)
         tolerance = LOSSY_MERGE.get(name, 1e-4)
         assert (merged - trained).abs().max().item() < tolerance
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("name", KV_PREFIX)
+def test_kv_prefix_refusal_is_what_peft_does(name: str, kind: str) -> None:
+    """Prefix-style techniques are refused on a model exactly when PEFT, built without the
+    check, fails at the first forward pass: the check follows the installed releases (with
+    transformers 5.24 and PEFT 0.21.2 it refuses BERT, whose forward names it ``cache``)."""
+    from peft import get_peft_model
+
+    method = get_method(name)
+    loaded = load_model(MODELS[kind], kind, seed=0)
+    reason = method.why_not_on(loaded.model, kind)
+    if kind == "seq-cls" and reason:
+        assert "past_key_values" in reason and "BertModel" in reason
+    model = get_peft_model(loaded.model, method.peft_config(kind, None, {}, loaded.model))
+    batch = collate(fixed_task(loaded.tokenizer, kind), loaded.tokenizer.pad_token_id)
+    if reason:
+        with pytest.raises((ValueError, TypeError, RuntimeError)):
+            model(**batch)
+    else:
+        model(**batch).loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0
+                   for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_qlora_trains_the_same_after_an_evaluation(kind: str) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit weight for an inference kernel
+    that has no backward at the first eval-mode forward (see `methods.quantized`): training
+    after an evaluation must still backpropagate through the frozen base, with the gradients
+    it gets without the evaluation (bitsandbytes 0.50.2 crashed on BERT, and silently dropped
+    gradients on Llama)."""
+    method = get_method("qlora")
+    reason = method.why_not(kind)
+    if reason:
+        pytest.skip(reason)
+    grads = []
+    for evaluate_first in (False, True):
+        torch.manual_seed(0)
+        loaded = load_model(MODELS[kind], kind, seed=0)
+        model = method.build(loaded.model, kind, None, {})
+        batch = collate(fixed_task(loaded.tokenizer, kind), loaded.tokenizer.pad_token_id)
+        if evaluate_first:
+            eval_loss(model, batch)
+        torch.manual_seed(1)
+        model.train()
+        model(**batch).loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, msg=name)
 
 
 def test_contestant_counts_on_tiny_models() -> None:

@@ -35,6 +35,10 @@ Fitter = Callable[[dict[str, Any], Any, set[str]], dict[str, Any]]
 #: attribute of a built model holding the peftbench-only options of its technique
 OPTIONS_ATTR = "peftbench_options"
 
+#: PEFT types whose prompts are key/value prefixes handed to the model as ``past_key_values``
+#: (PEFT's ``peft_type in (PeftType.PREFIX_TUNING, PeftType.CARTRIDGE)`` in ``peft_model.py``)
+KV_PREFIX_TYPES = ("PREFIX_TUNING", "CARTRIDGE")
+
 
 @dataclass
 class Method:
@@ -80,6 +84,16 @@ class Method:
 
     def unavailable_reason(self) -> str | None:
         """Why the technique cannot run on this machine at all (None when it can)."""
+        return None
+
+    def why_not_on(self, model: nn.Module, kind: ModelKind) -> str | None:
+        """Why this technique cannot train this very ``model`` (None when it can).
+
+        `why_not` answers for a kind of model; this looks at the model itself (its forward's
+        parameters), so the answer follows the installed transformers and PEFT releases.
+        """
+        if self.peft_type in KV_PREFIX_TYPES:
+            return kv_prefix_problem(model, kind)
         return None
 
     # ------------------------------------------------------------------ config and build
@@ -130,6 +144,9 @@ class Method:
         from peft import get_peft_model
 
         self.check_applies(kind)
+        reason = self.why_not_on(model, kind)
+        if reason:
+            raise UserError(f"{self.name} cannot be applied to this model: {reason}")
         config = self.peft_config(kind, targets, overrides, model)
         _, options = self.split_overrides(overrides)
         try:
@@ -171,6 +188,9 @@ class Method:
         """Put the adapter saved by `save` in ``directory`` back on the fresh base ``model``."""
         from peft import PeftModel
 
+        reason = self.why_not_on(model, kind)
+        if reason:
+            raise UserError(f"{self.name} cannot be applied to this model: {reason}")
         try:
             return PeftModel.from_pretrained(model, str(directory))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -194,6 +214,45 @@ class Method:
     def merge(self, model: nn.Module) -> nn.Module:
         """The base model with the adapter folded in (call only when `can_merge`)."""
         return model.merge_and_unload()
+
+
+def kv_prefix_problem(model: Any, kind: ModelKind) -> str | None:
+    """Why PEFT cannot hand key/value prefixes to ``model`` (None when it can).
+
+    For a classification model PEFT passes the prefixes as ``past_key_values`` only to a
+    forward that names that parameter: the model's own, else its backbone's (its first child
+    that is a transformers model), and otherwise fails at the first forward pass. This applies
+    the same rule before building. (For causal LMs PEFT passes them unconditionally.)
+    """
+    if kind != "seq-cls":
+        return None
+    if _takes(model, "past_key_values"):
+        return None
+    backbone = _backbone(model)
+    if _takes(backbone, "past_key_values"):
+        return None
+    renamed = " (this transformers release names it 'cache')" if _takes(backbone, "cache") else ""
+    return ("PEFT hands a classification model its key/value prefixes as past_key_values, "
+            f"which {type(backbone).__name__}.forward does not take{renamed}")
+
+
+def _backbone(model: Any) -> Any:
+    """The transformers model inside ``model`` as PEFT finds it (else ``model`` itself)."""
+    from transformers import PreTrainedModel
+
+    for child in model.children():
+        if isinstance(child, PreTrainedModel):
+            return child
+    return model
+
+
+def _takes(module: Any, parameter: str) -> bool:
+    import inspect
+
+    try:
+        return parameter in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def resolve_targets(targets: str | None) -> list[str] | str:

@@ -4,6 +4,14 @@ The base model is re-loaded through transformers' bitsandbytes integration (ever
 but the output head becomes a 4-bit layer), then LoRA is added on top. Whether bitsandbytes can
 run 4-bit layers on this machine is probed once with a tiny layer: where it cannot, the entry
 says so in one line instead of failing mid-run.
+
+On a CPU with AVX512-BF16, bitsandbytes (0.50) repacks a 4-bit layer's weight for a faster
+inference kernel on the layer's first forward in eval mode without gradients, and keeps that
+layout: every later forward, training included, then runs ``gemv_4bit``, which has no backward.
+Gradients through the frozen base are silently dropped, and a layer with a bias (BERT's) fails
+with "a view of a leaf Variable that requires grad is being used in an in-place operation"
+(``result += bias``). Training after any evaluation would break, so `quantize_4bit` switches
+that repacking off: the layers compute the same way in training and in evaluation.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ if TYPE_CHECKING:
 
 #: heads stay in full precision, as in QLoRA
 SKIP_MODULES = ["lm_head", "score", "classifier"]
+#: bitsandbytes' ``Linear4bit`` attribute that lets it repack its weight for CPU inference
+CPU_REPACKING_FLAG = "support_avx512bf16_for_cpu"
 
 
 class QLoraMethod(Method):
@@ -62,13 +72,26 @@ def quantize_4bit(model: nn.Module) -> nn.Module:
     hf_logging.set_verbosity_error()
     try:
         model.save_pretrained(folder)
-        return type(model).from_pretrained(folder, quantization_config=config,
-                                           device_map={"": str(device)}, dtype=dtype)
+        quantized = type(model).from_pretrained(folder, quantization_config=config,
+                                                device_map={"": str(device)}, dtype=dtype)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise UserError(f"qlora: cannot quantize this model to 4 bits: {exc}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         shutil.rmtree(folder, ignore_errors=True)
+    keep_training_layout(quantized)
+    return quantized
+
+
+def keep_training_layout(model: nn.Module) -> int:
+    """Switch off bitsandbytes' CPU inference repacking of ``model``'s 4-bit layers (see the
+    module's docstring); returns how many layers had it."""
+    layers = 0
+    for module in model.modules():
+        if hasattr(module, CPU_REPACKING_FLAG):
+            setattr(module, CPU_REPACKING_FLAG, False)
+            layers += 1
+    return layers
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Without a model the rows need neither torch nor PEFT (fast). With a model, each applicable
 technique is built on it once to count its trainable parameters; the counts are cached per
-(PEFT release, model, targets) because building every technique on a real model takes a while.
+(PEFT and transformers releases, model, targets) because building every technique on a real
+model takes a while.
 """
 
 from __future__ import annotations
@@ -69,14 +70,18 @@ def filter_rows(rows: list[dict[str, Any]], *, merge: bool | None = None,
 def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = None,
                      names: list[str] | None = None) -> dict[str, int | str]:
     """Trainable parameters of each technique's default config on ``model_name`` (or why it
-    cannot apply), cached per PEFT release, model and targets."""
+    cannot apply), cached per PEFT and transformers release, model and targets (whether a
+    technique applies to a model can depend on both releases)."""
+    import importlib.metadata
+
     from peftbench.methods import get_method
     from peftbench.methods.capabilities import installed_peft_version
     from peftbench.models import cache_dir, load_model
 
+    transformers = importlib.metadata.version("transformers")
+    releases = f"{installed_peft_version()}-transformers{transformers}"
     path = cache_dir() / "method-counts" / (
-        f"{installed_peft_version()}--{model_name.replace('/', '_')}--{kind}--"
-        f"{targets or 'attention'}.json")
+        f"{releases}--{model_name.replace('/', '_')}--{kind}--{targets or 'attention'}.json")
     cached = _read(path)
     wanted = names or [m.name for m in all_methods()]
     for name in wanted:
