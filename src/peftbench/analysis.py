@@ -322,6 +322,10 @@ def _selection_score(run: RunSummary) -> float:
 def _config_label(run: RunSummary) -> str:
     if run.source == "peftbench":
         lr = f" lr={run.lr:g}" if isinstance(run.lr, int | float) else ""
+        train = run.spec.get("train") or {}
+        if train.get("eval_test") is False:  # a tournament's tuning run: validation only
+            stop = train.get("stop_after")
+            return f"{run.method}{lr} (tuning{f', {stop} steps' if stop else ''})"
         return f"{run.method}{lr}"
     return run.experiment_name or run.method
 

@@ -1,0 +1,151 @@
+"""The tournament's own cost: scheduler overhead per run, and what successive halving saves.
+
+1. Overhead: the same specs run (a) by a tournament's local executor and (b) by hand, one
+   `peftbench run --spec FILE` command after another; interleaved, wall seconds per run side
+   by side and the ratio.
+2. Halving: one technique's rate search on a learnable classification task with and without
+   `halving`; optimizer steps and wall seconds of the search side by side, and whether both
+   choose the same rate.
+
+    .venv/bin/python benchmarks/bench_tournament.py [--runs 4] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ratio_line
+
+from peftbench.executors import InlineExecutor, LocalExecutor
+from peftbench.spec import ExperimentSpec, TrainParams
+from peftbench.tournament import Tournament, TournamentConfig, make_plan
+
+TINY = TrainParams(max_steps=4, batch_size=8, eval_every=4, max_new_tokens=6,
+                   forgetting_samples=0, eval_batch_size=16, max_seq_length=64,
+                   measure_inference=False)
+
+
+def specs(n: int) -> list[ExperimentSpec]:
+    """``n`` distinct tiny-llama runs (different seeds)."""
+    return [ExperimentSpec(model="tiny-llama", task="arith",
+                           task_options={"n_train": 32, "n_valid": 8, "n_test": 8},
+                           method="lora", train=TINY.model_copy(update={"seed": s}))
+            for s in range(n)]
+
+
+def by_tournament(batch: list[ExperimentSpec], out: Path) -> float:
+    """Wall seconds for the local executor to run ``batch``."""
+    t0 = time.perf_counter()
+    records = list(LocalExecutor().run(batch, out, save_adapter=True))
+    assert all(r.status == "success" for r in records), [r.error for r in records]
+    return time.perf_counter() - t0
+
+
+def by_hand(batch: list[ExperimentSpec], out: Path) -> float:
+    """Wall seconds for `peftbench run --spec` commands, one after another."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for spec in batch:
+        spec_file = out / f"spec-{spec.content_hash()}.spec"
+        spec_file.write_text(spec.model_dump_json())
+        subprocess.run([sys.executable, "-m", "peftbench.cli", "run", "--spec", str(spec_file),
+                        "--out", str(out), "--no-progress"], check=True,
+                       capture_output=True)
+    return time.perf_counter() - t0
+
+
+def overhead(runs: int, rounds: int) -> None:
+    """Print per-run wall time of both ways of running the same specs."""
+    ours, hand = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            batch = specs(runs)
+            ours.append(by_tournament(batch, Path(tmp) / f"t{r}") / runs)
+            hand.append(by_hand(batch, Path(tmp) / f"h{r}") / runs)
+    print(f"scheduler overhead: {runs} tiny-llama runs x {rounds} rounds (median per run)")
+    print(f"{'':<38} {'tournament':>12} | {'by hand':>12} |")
+    print(ratio_line("wall time per run", statistics.median(ours), statistics.median(hand)))
+    print(f"overhead per run: {statistics.median(ours) - statistics.median(hand):+.3f} s")
+
+
+def sentiment_task(folder: Path) -> tuple[str, dict[str, str]]:
+    """A learnable text/label task (label = whether a positive word appears), three files."""
+    rng = random.Random(0)
+    good, bad = ["great", "lovely", "superb", "fine"], ["awful", "poor", "dull", "bad"]
+    filler = ["the", "film", "was", "plot", "and", "very", "acting", "story"]
+    paths = {}
+    for split, n in (("train", 192), ("validation", 48), ("test", 48)):
+        rows = []
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            words = rng.sample(filler, 4) + [rng.choice(good if label else bad)]
+            rng.shuffle(words)
+            rows.append(json.dumps({"text": " ".join(words), "label": label}))
+        paths[split] = str(folder / f"{split}.jsonl")
+        Path(paths[split]).write_text("\n".join(rows) + "\n")
+    return f"jsonl:{paths['train']}", {"validation": paths["validation"], "test": paths["test"]}
+
+
+def halving(points: int, steps: int) -> None:
+    """Print the search cost with and without successive halving, and the chosen rates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        task, options = sentiment_task(Path(tmp))
+        rows = {}
+        for flag in (True, False):
+            cfg = TournamentConfig(
+                model="tiny-bert", task=task, task_options=options, methods=["lora"],
+                lr_grid=[1e-5 * 10 ** (i * 4 / (points - 1)) for i in range(points)],
+                halving=flag, eta=3, min_rung_steps=4,
+                train=TrainParams(max_steps=steps, batch_size=16, eval_every=steps,
+                                  eval_batch_size=48, max_seq_length=32,
+                                  measure_inference=False))
+            plan = make_plan(cfg, "seq-cls")
+            t0 = time.perf_counter()
+            outcome = Tournament(plan, Path(tmp) / f"h{flag}", InlineExecutor(),
+                                 save_adapters=False).run()
+            tech = outcome.techniques["lora"]
+            search_seconds = sum(r.train_info.get("total_time") or 0 for r in tech.search)
+            rows[flag] = (plan.search_steps(), search_seconds, tech.chosen_lr,
+                          time.perf_counter() - t0, plan.rungs,
+                          {r.spec.train.lr: (r.train_info.get("valid_score"),
+                                             r.train_info.get("last_loss"))
+                           for r in tech.search if r.spec.train.steps_to_run() == steps},
+                          tech.finals[0].train_info.get("test_score"))
+    print(f"\nsuccessive halving: {points} rates, {steps} steps, eta 3, tiny-bert, one "
+          f"technique (rungs {rows[True][4]})")
+    print(f"{'':<38} {'halving':>12} | {'full grid':>12} |")
+    print(ratio_line("search optimizer steps", rows[True][0], rows[False][0], unit=""))
+    print(ratio_line("search run seconds (sum of runs)", rows[True][1], rows[False][1]))
+    print(ratio_line("tournament wall seconds (with finals)", rows[True][3], rows[False][3]))
+    same = "same" if rows[True][2] == rows[False][2] else "DIFFERENT"
+    print(f"chosen rate: halving {rows[True][2]:g}, full grid {rows[False][2]:g} ({same})")
+    grid = rows[False][5]
+    for lr in (rows[True][2], rows[False][2]):
+        valid, loss = grid[lr]
+        print(f"  full-length run at {lr:g}: validation {valid:.3f}, final train loss "
+              f"{loss:.4f}")
+    print(f"final test score: halving {rows[True][6]:.3f}, full grid {rows[False][6]:.3f}")
+
+
+def main() -> None:
+    """Both measurements."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--points", type=int, default=9)
+    ap.add_argument("--steps", type=int, default=36)
+    args = ap.parse_args()
+    overhead(args.runs, args.rounds)
+    halving(args.points, args.steps)
+
+
+if __name__ == "__main__":
+    main()
