@@ -178,6 +178,25 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
         p.name: p.stat().st_mtime_ns for p in files}
 
 
+def test_ctrl_c_stops_the_runs_in_flight_without_recording_them(tmp_path):
+    out = tmp_path / "t"
+    proc = subprocess.Popen([sys.executable, "-m", "peftbench.cli", "tournament", *CLI_ARGS,
+                             "--methods", "lora", "--lr-points", "1", "--out", str(out),
+                             "--no-calibrate"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not workers_alive(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers_alive(str(out)), "no run started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    time.sleep(0.5)
+    assert not workers_alive(str(out))
+    # the interrupted run left no result, so a resumed tournament runs it
+    assert result_files(out) == []
+
+
 def test_two_tournaments_never_share_a_folder(tmp_path):
     from peftbench.errors import UserError
     from peftbench.tournament import folder_lock

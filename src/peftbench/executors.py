@@ -34,6 +34,9 @@ from peftbench.results import (
 )
 from peftbench.spec import ExperimentSpec
 
+#: the status of a run stopped by the tournament's own interruption: no file, run it again
+STATUS_INTERRUPTED = "interrupted"
+
 #: called with (spec, event) for each progress event of a running spec
 EventHandler = Callable[[ExperimentSpec, dict[str, Any]], None]
 
@@ -67,11 +70,14 @@ def result_path(spec: ExperimentSpec, out_dir: Path) -> Path:
 
 def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | None = None,
                       save_adapter: bool = True, on_event: EventHandler | None = None,
-                      live: set[subprocess.Popen] | None = None) -> RunRecord:
+                      live: set[subprocess.Popen] | None = None,
+                      stopping: threading.Event | None = None) -> RunRecord:
     """Run ``spec`` in a `peftbench.worker` process; contain whatever happens to it.
 
     ``timeout`` (seconds) kills the run's whole process group and records it as timed out.
-    ``live`` collects the running process so that the caller can kill it on interruption.
+    ``live`` collects the running process so that the caller can kill it on interruption;
+    a run killed that way (``stopping`` set) writes nothing, so that a resumed tournament
+    runs it again.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = result_path(spec, out_dir)
@@ -110,6 +116,8 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
         if live is not None and "proc" in locals():
             live.discard(proc)
     seconds = time.perf_counter() - started
+    if stopping is not None and stopping.is_set() and code not in (0, 1):
+        return RunRecord(spec, STATUS_INTERRUPTED, target, error="interrupted", seconds=seconds)
     if timed_out:
         return _record_failure(spec, target, STATUS_TIMEOUT,
                                f"timed out after {timeout:g} s (run killed)", seconds)
@@ -205,6 +213,7 @@ class LocalExecutor:
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self._live: set[subprocess.Popen] = set()
+        self._stopping = threading.Event()
 
     def slots(self) -> int:
         """How many runs go at once."""
@@ -225,13 +234,16 @@ class LocalExecutor:
                         on_start(spec)
                     future = pool.submit(run_in_subprocess, spec, out_dir,
                                          timeout=self.timeout, save_adapter=save_adapter,
-                                         on_event=on_event, live=self._live)
+                                         on_event=on_event, live=self._live,
+                                         stopping=self._stopping)
                     running[future] = spec
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     running.pop(future)
                     yield future.result()
         finally:
+            if running:  # interrupted (Ctrl-C, an error in the caller): stop the runs
+                self._stopping.set()
             for proc in list(self._live):
                 kill_group(proc)
             pool.shutdown(wait=True, cancel_futures=True)
