@@ -227,10 +227,16 @@ def test_results_table_marks_the_pareto_optimal(tmp_path):
 
     from peftbench.tournament_cli import results_table
 
-    outcome = run_tournament(tiny_config(methods=["lora", "ia3", "prompt_tuning"]), tmp_path)
+    cfg = tiny_config(methods=["lora", "ia3", "prompt_tuning"],
+                      train=TrainParams(**TINY_TRAIN, eval_base=True))
+    outcome = run_tournament(cfg, tmp_path)
     console = Console(record=True, width=200)
     console.print(results_table(outcome))
     text = console.export_text()
     for method in ("lora", "ia3", "prompt_tuning"):
         assert method in text
     assert "★" in text and "best lr" in text
+    # the base model is scored in the finals only: tuning runs never see test
+    assert "base model test score" in " ".join(text.split())
+    assert all(not r.train_info.get("base_test_score") and r.spec.train.eval_base is False
+               for t in outcome.techniques.values() for r in t.search)

@@ -121,7 +121,8 @@ def search_spec(cfg: TournamentConfig, method: str, lr: float, stop_after: int |
 
 
 def final_spec(cfg: TournamentConfig, method: str, lr: float, seed: int) -> ExperimentSpec:
-    """A reported run: the chosen rate, a fresh seed, test scored once, every probe on."""
+    """A reported run: the chosen rate, a fresh seed, test scored once, every probe on
+    (and the base model scored on test too when ``cfg.train.eval_base``)."""
     train = cfg.train.model_copy(update={"lr": lr, "seed": seed, "eval_test": True,
                                          "stop_after": None})
     return _spec(cfg, method, train, f"{method}-lr{lr:g}-seed{seed}")

@@ -53,6 +53,8 @@ def tournament(
         help="an existing Ray cluster (default: start a local one)")] = None,
     run_timeout: Annotated[float | None, typer.Option(
         help="seconds before a run is killed and recorded as timed out")] = None,
+    eval_base: Annotated[bool, typer.Option(
+        help="also score the base model on test in the final runs, for comparison")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the plan only")] = False,
     calibrate: Annotated[bool, typer.Option(
         help="time one short run first to estimate the plan's duration")] = True,
@@ -64,6 +66,8 @@ def tournament(
     from peftbench import tournament as tm
     from peftbench.progress import console
 
+    if eval_base:
+        train_opt = [*(train_opt or []), "eval_base=true"]
     cfg = _config(model, task, methods, steps, lr_grid, lr_points, seeds, halving, eta, data,
                   task_opt, train_opt, targets, general_text)
     plan = tm.make_plan(cfg, _model_kind(cfg))
@@ -268,9 +272,12 @@ def results_table(outcome: Any) -> Table:
                       strict=True))
     metrics = ["test_score", "peak_memory", "train_time", "file_size", "trainable_params",
                "forgetting"]
+    base = [r.train_info.get("base_test_score") for t in outcome.techniques.values()
+            for r in t.finals if r.train_info.get("base_test_score") is not None]
+    base_note = f"; base model test score {base[0]:.3f}" if base else ""
     table = Table(title="Tournament results (final runs; rates chosen on validation)",
                   caption="★ Pareto-optimal for test score ↑ vs peak memory ↓; ☆ within "
-                          "noise of the frontier; ± is the 95% CI over seeds")
+                          f"noise of the frontier; ± is the 95% CI over seeds{base_note}")
     for name in ["", "technique", "best lr", *[get_metric(m).label for m in metrics], "seeds"]:
         table.add_column(name, justify="left" if name in ("", "technique") else "right")
     for method, tech in sorted(outcome.techniques.items(),
