@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -81,9 +79,15 @@ def original_logits(result: Path, tokens: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- LoRA → LoRA
 
 
-def test_lora_at_its_own_rank_reproduces_its_outputs(runs, tmp_path):
-    result = runs("lora")
-    report = ex.export_lora(result, tmp_path / "out", 16, min_score_ratio=0.99, progress=False)
+@pytest.fixture(scope="module")
+def lora_export(runs, tmp_path_factory):
+    """A tiny LoRA run exported at its own rank (16): the folder and the report."""
+    out = tmp_path_factory.mktemp("lora-export") / "out"
+    return out, ex.export_lora(runs("lora"), out, 16, min_score_ratio=0.99, progress=False)
+
+
+def test_lora_at_its_own_rank_reproduces_its_outputs(lora_export):
+    out, report = lora_export
     assert report.ok and report.conversion == "peft"
     assert report.max_relative_error < 1e-5
     assert report.probe_max_abs_logit_diff < 1e-4
@@ -91,31 +95,29 @@ def test_lora_at_its_own_rank_reproduces_its_outputs(runs, tmp_path):
     assert report.size_exported_bytes == report.size_original_bytes  # same rank, same tensors
     assert report.vllm == {"compatible": True, "problems": [], "notes": [],
                            "max_lora_rank": 16}
-    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    config = json.loads((out / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"], config["rank_pattern"]) == (16, 16, {})
     assert sorted(config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
-    saved = json.loads((tmp_path / "out" / "export_report.json").read_text())
+    saved = json.loads((out / "export_report.json").read_text())
     assert saved["status"] == "exported" and len(saved["layers"]) == 8
 
 
-def test_exported_folder_loads_with_peft_from_pretrained(runs, tmp_path):
+def test_exported_folder_loads_with_peft_from_pretrained(runs, lora_export):
     from peft import PeftModel
 
     from peftbench.models import load_model
 
-    result = runs("lora")
-    ex.export_lora(result, tmp_path / "out", 16, progress=False)
+    out, _ = lora_export
     tokens = torch.tensor([[5, 17, 42, 99, 7, 3]])
-    fresh = load_model("tiny-llama", seed=0).model
-    exported = PeftModel.from_pretrained(fresh, str(tmp_path / "out")).eval()
+    exported = PeftModel.from_pretrained(load_model("tiny-llama", seed=0).model, str(out))
     with torch.no_grad():
-        got = exported(input_ids=tokens).logits
-    want = original_logits(result, tokens)
+        got = exported.eval()(input_ids=tokens).logits
+        base = exported.get_base_model()
+        with exported.disable_adapter():
+            without = base(input_ids=tokens).logits
+    want = original_logits(runs("lora"), tokens)
     assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
-    # and the adapter does something: the base model's logits differ
-    base = load_model("tiny-llama", seed=0).model.eval()
-    with torch.no_grad():
-        assert not torch.allclose(base(input_ids=tokens).logits, want, atol=1e-4)
+    assert not torch.allclose(without, want, atol=1e-4)  # and the adapter does something
 
 
 # ---------------------------------------------------------------------------- general path
@@ -236,21 +238,28 @@ def test_merge_writes_a_full_model_that_scores_the_same(runs, tmp_path, monkeypa
 # ---------------------------------------------------------------------------- refusals, failures
 
 
-def test_prompt_tuning_is_refused_in_one_line_with_no_output(runs, tmp_path):
+def test_prompt_tuning_is_refused_in_one_line_with_no_output(runs, tmp_path, monkeypatch,
+                                                              capsys):
     out = tmp_path / "out"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "peftbench.cli", "export", str(runs("prompt_tuning")),
-         "--to-lora", "--rank", "8", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert_one_line_error(proc.returncode, proc.stderr, "prompt_tuning is prompt-based")
+    for mode in (["--to-lora", "--rank", "8"], ["--merge"]):
+        code, _, err = cli(monkeypatch, capsys, str(runs("prompt_tuning")), *mode,
+                           "--out", str(out))
+        assert_one_line_error(code, err, "prompt_tuning is prompt-based")
+        assert only_entry(tmp_path) == []
+
+
+def test_a_technique_that_changes_no_linear_layer_is_refused(runs, tmp_path, monkeypatch,
+                                                             capsys):
+    code, _, err = cli(monkeypatch, capsys, str(runs("ln_tuning")), "--to-lora", "--rank", "8",
+                       "--out", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "ln_tuning adapts no Linear layers")
     assert only_entry(tmp_path) == []
 
 
 def test_min_score_ratio_rejects_and_keeps_only_the_report(runs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     # no export scores 1.5× its original: the check must fail
-    code, _, err = cli(monkeypatch, capsys, str(runs("oft")), "--to-lora", "--rank", "2",
+    code, _, err = cli(monkeypatch, capsys, str(runs("lora")), "--to-lora", "--rank", "2",
                        "--out", str(out), "--min-score-ratio", "1.5")
     assert code == 1, err
     assert "rejected:" in err
@@ -312,6 +321,7 @@ def test_a_crash_while_writing_leaves_no_folder(runs, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(ex, "write_lora", broken)
+    monkeypatch.setattr(ex, "score_on_test", lambda *args: 0.0)  # not what is tested here
     with pytest.raises(RuntimeError, match="disk full"):
         ex.export_lora(runs("lora"), tmp_path / "out", 8, progress=False)
     assert only_entry(tmp_path) == []

@@ -166,8 +166,9 @@ def _adapter_dir(result_path: Path, recorded: str | None) -> Path:
     raise UserError(f"{result_path}: the adapter folder {recorded} is missing")
 
 
-def check_exportable(method: str) -> None:
-    """Refuse, in one line, techniques whose adapter is not a weight update."""
+def check_exportable(method: str, mode: Mode) -> None:
+    """Refuse, in one line, techniques whose adapter is not a weight update (for ``lora``
+    mode: not an update of Linear layers)."""
     from peftbench.methods.capabilities import all_capabilities
 
     if method == "full":
@@ -180,6 +181,10 @@ def check_exportable(method: str) -> None:
     if not caps.get("merge", False):
         raise UserError(f"{method} cannot be merged into the base weights, so it has no "
                         "weight update that LoRA or a merged model could carry")
+    if mode == "lora" and "Linear" not in caps.get("layers", ["Linear"]):
+        adapts = ", ".join(caps.get("layers") or []) or "no Linear"
+        raise UserError(f"{method} adapts {adapts} layers, not Linear ones: a LoRA adapter "
+                        "cannot carry its change (--merge can)")
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -374,6 +379,18 @@ def svd_factors(delta: torch.Tensor, rank: Rank, dtype: torch.dtype) -> tuple[
     return a, b, s
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread: LAPACK's threaded SVD stalls (seconds instead of tens of
+    milliseconds for a 576×576 update) when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def peft_factors(model: nn.Module, rank: Rank) -> tuple[
         dict[str, tuple[torch.Tensor, torch.Tensor]] | None, str]:
     """PEFT's ``convert_to_lora`` factors by layer name, or ``(None, why not)``."""
@@ -387,7 +404,7 @@ def peft_factors(model: nn.Module, rank: Rank) -> tuple[
     if unsupported:
         return None, f"PEFT cannot convert its layers ({', '.join(unsupported)})"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), one_thread():
             warnings.simplefilter("ignore")  # "already a LoRA adapter": converting on purpose
             _, state = convert_to_lora(model, rank)
     except (TypeError, ValueError) as exc:
@@ -419,7 +436,8 @@ def factorize(update: Update, rank: Rank, dtype: torch.dtype,
     from_peft: list[LayerFactors] = []
     mismatch = []
     for name, delta in sorted(update.layers.items()):
-        a, b, s = svd_factors(delta, rank, dtype)
+        with one_thread():
+            a, b, s = svd_factors(delta, rank, dtype)
         shape = (int(delta.shape[0]), int(delta.shape[1]))
         general.append(LayerFactors(name, shape, a, b, relative_error(delta, a, b),
                                     svd_bound(s, a.shape[0])))
@@ -701,7 +719,7 @@ def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Ra
         raise UserError(f"--min-score-ratio {min_score_ratio}: must be a number >= 0")
     check_out(out, overwrite)
     source = open_run(result_path)
-    check_exportable(source.spec.method)
+    check_exportable(source.spec.method, mode)
     with make_progress(progress) as bar:
         session = load_session(source, bar)
         before = score_on_test(session, session.model, "score original")
