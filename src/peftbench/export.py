@@ -675,6 +675,7 @@ class ExportReport:
     heads: list[str] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     vllm: dict[str, Any] | None = None
+    base_model: dict[str, Any] = field(default_factory=dict)  # the weights the export applies to
     reason: str = ""
     seconds: float = 0.0
     created_at: str = ""
@@ -804,6 +805,7 @@ def _report(session: Session, out: Path, mode: Mode, folder: Path, before: float
         size_exported_bytes=checkpoint_bytes(folder),
         probe_max_abs_logit_diff=probe[0], probe_relative_logit_diff=probe[1],
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        base_model=session.prep.loaded.info | {"name": session.prep.loaded.name},
         versions=_versions(), **fields)
     if rejected:
         report.reason = (f"score ratio {ratio:.3f} < --min-score-ratio {min_score_ratio}: the "

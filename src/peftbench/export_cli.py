@@ -85,6 +85,7 @@ def _summary_rows(report: ExportReport) -> list[tuple[str, str]]:
                          f"{report.probe_relative_logit_diff:.2e}"),
         ("checkpoint", f"{_mib(report.size_original_bytes)} → "
                        f"{_mib(report.size_exported_bytes)}"),
+        ("base weights", _base_line(report.base_model)),
     ]
     if report.mode == "lora":
         ranks = [layer["rank"] for layer in report.layers]
@@ -124,6 +125,11 @@ def _layer_table(report: ExportReport) -> object:
                       f"{max(errors):.2e}",
                       f"{sum(la['svd_bound'] for la in layers) / len(layers):.2e}")
     return table
+
+
+def _base_line(base: dict) -> str:
+    where = base.get("path")
+    return f"{base.get('name')} ({base.get('source')}{': ' + str(where) if where else ''})"
 
 
 def _vllm_line(vllm: dict) -> str:
