@@ -243,3 +243,14 @@ def test_ray_executor_on_a_local_cluster(tmp_path):
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env,
                        timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_concurrent_local_runs_share_the_cores():
+    from peftbench.executors import _worker_env, threads_per_run
+
+    assert threads_per_run(1) is None and "OMP_NUM_THREADS" not in _worker_env(None) or \
+        os.environ.get("OMP_NUM_THREADS")
+    cores = os.cpu_count() or 1
+    assert threads_per_run(2) == max(1, cores // 2)
+    assert threads_per_run(4 * cores) == 1
+    assert _worker_env(3)["OMP_NUM_THREADS"] == "3"

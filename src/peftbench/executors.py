@@ -71,7 +71,8 @@ def result_path(spec: ExperimentSpec, out_dir: Path) -> Path:
 def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | None = None,
                       save_adapter: bool = True, on_event: EventHandler | None = None,
                       live: set[subprocess.Popen] | None = None,
-                      stopping: threading.Event | None = None) -> RunRecord:
+                      stopping: threading.Event | None = None,
+                      threads: int | None = None) -> RunRecord:
     """Run ``spec`` in a `peftbench.worker` process; contain whatever happens to it.
 
     ``timeout`` (seconds) kills the run's whole process group and records it as timed out.
@@ -92,7 +93,8 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
     stderr_tail: deque[str] = deque(maxlen=40)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True, env=_worker_env())
+                                text=True, start_new_session=True,
+                                env=_worker_env(threads))
         if live is not None:
             live.add(proc)
         readers = [
@@ -129,10 +131,25 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
     return _record_failure(spec, target, STATUS_FAILED, _why_it_died(code, stderr_tail), seconds)
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(threads: int | None = None) -> dict[str, str]:
+    """The worker's environment; ``threads`` caps its CPU threads (BLAS/OpenMP/torch)."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
     return env
+
+
+def threads_per_run(jobs: int) -> int | None:
+    """CPU threads for each of ``jobs`` concurrent local runs (None: one run, all cores).
+
+    Concurrent runs that each spin every core's OpenMP threads slow each other down far
+    more than by their share of the machine, so each gets its share of the cores.
+    """
+    if jobs <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def _read_events(stream: Any, spec: ExperimentSpec, on_event: EventHandler | None) -> None:
@@ -235,7 +252,8 @@ class LocalExecutor:
                     future = pool.submit(run_in_subprocess, spec, out_dir,
                                          timeout=self.timeout, save_adapter=save_adapter,
                                          on_event=on_event, live=self._live,
-                                         stopping=self._stopping)
+                                         stopping=self._stopping,
+                                         threads=threads_per_run(self.jobs))
                     running[future] = spec
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
