@@ -27,6 +27,13 @@ def tiny_spec(method: str, **fields) -> ExperimentSpec:
     return ExperimentSpec(**{**base, **fields})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and threads stall when the cores are shared."""
+    with ex.one_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Result files of tiny runs, trained once per module and technique."""
@@ -267,6 +274,13 @@ def test_min_score_ratio_rejects_and_keeps_only_the_report(runs, tmp_path, monke
     report = json.loads((out / "export_report.json").read_text())
     assert report["status"] == "rejected" and report["min_score_ratio"] == 1.5
     assert report["score_ratio"] < 1.5 and "weights were removed" in report["reason"]
+    # a second try replaces the rejected folder only when asked to
+    code, _, err = cli(monkeypatch, capsys, str(runs("lora")), "--to-lora", "--rank", "16",
+                       "--out", str(out), "--min-score-ratio", "0.5", "--overwrite")
+    assert code == 0, err
+    assert only_entry(out) == ["adapter_config.json", "adapter_model.safetensors",
+                               "export_report.json"]
+    assert only_entry(tmp_path) == ["out"]  # no temp or old folder left beside it
 
 
 @pytest.mark.parametrize(("args", "needle"), [
