@@ -122,6 +122,19 @@ def test_dry_run_prints_the_plan_with_an_estimate_and_runs_nothing(tmp_path):
     assert result_files(out) == []
 
 
+def test_the_quick_preset_sets_techniques_and_budget_and_options_override_it(tmp_path):
+    out = tmp_path / "t"
+    proc = peftbench("tournament", "--preset", "quick", "--out", str(out), "--dry-run",
+                     "--no-calibrate")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert "8 search runs (steps per rung: 24)" in text and "4 final runs" in text
+    proc = peftbench("tournament", "--preset", "quick", "--steps", "10", "--lr-points", "1",
+                     "--out", str(out), "--dry-run", "--no-calibrate")
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert "4 search runs (steps per rung: 10)" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (["--methods", "lora,nope"], "unknown method 'nope'"),
     (["--lr-grid", "1e-3,abc"], "--lr-grid"),
@@ -129,6 +142,7 @@ def test_dry_run_prints_the_plan_with_an_estimate_and_runs_nothing(tmp_path):
     (["--seeds", "0"], "seeds"),
     (["--train-opt", "lr=0.1"], "set by the tournament"),
     (["--executor", "slurm"], "unknown executor"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
     out = tmp_path / "t"

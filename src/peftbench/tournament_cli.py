@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,12 +24,18 @@ def tournament(
                                              "a hub id or a local folder")] = "smollm2-135m",
     task: Annotated[str, typer.Option(help="arith, gsm8k, metamathqa, sst2, jsonl:PATH, "
                                            "csv:PATH")] = "arith",
-    methods: Annotated[str, typer.Option(
-        help="lora,dora,oft,… | all | preset:quick | preset:full")] = "preset:quick",
-    steps: Annotated[int, typer.Option(help="optimizer steps of every run")] = 100,
+    preset: Annotated[str | None, typer.Option(
+        help="quick (4 techniques, a budget sized for ~10 min on a laptop CPU) or full "
+             "(every applicable technique); explicit options override it")] = None,
+    methods: Annotated[str | None, typer.Option(
+        help="lora,dora,oft,… | all | preset:quick | preset:full  [default: preset:quick]")]
+    = None,
+    steps: Annotated[int | None, typer.Option(
+        help="optimizer steps of every run  [default: 100]")] = None,
     lr_grid: Annotated[str, typer.Option(
         help="auto (around each technique's default) or v1,v2,… for every technique")] = "auto",
-    lr_points: Annotated[int, typer.Option(help="points of the auto grid")] = 3,
+    lr_points: Annotated[int | None, typer.Option(
+        help="points of the auto grid  [default: 3]")] = None,
     seeds: Annotated[int, typer.Option(help="final runs of each technique's chosen rate")] = 1,
     halving: Annotated[bool, typer.Option(
         help="successive halving: drop a technique's weak rates early")] = False,
@@ -53,8 +60,8 @@ def tournament(
         help="an existing Ray cluster (default: start a local one)")] = None,
     run_timeout: Annotated[float | None, typer.Option(
         help="seconds before a run is killed and recorded as timed out")] = None,
-    eval_base: Annotated[bool, typer.Option(
-        help="also score the base model on test in the final runs, for comparison")] = False,
+    eval_base: Annotated[bool | None, typer.Option(
+        help="also score the base model on test in the final runs, for comparison")] = None,
     dry_run: Annotated[bool, typer.Option(help="print the plan only")] = False,
     calibrate: Annotated[bool, typer.Option(
         help="time one short run first to estimate the plan's duration")] = True,
@@ -66,8 +73,14 @@ def tournament(
     from peftbench import tournament as tm
     from peftbench.progress import console
 
-    if eval_base:
-        train_opt = [*(train_opt or []), "eval_base=true"]
+    budget = _budget(preset, task)
+    methods = methods or budget.get("methods", "preset:quick")
+    steps = steps if steps is not None else budget.get("steps", 100)
+    lr_points = lr_points if lr_points is not None else budget.get("lr_points", 3)
+    task_opt = [*_pairs(budget.get("task_options", {})), *(task_opt or [])]
+    train_opt = [*_pairs(budget.get("train", {})), *(train_opt or [])]
+    if eval_base if eval_base is not None else budget.get("eval_base", False):
+        train_opt.append("eval_base=true")
     cfg = _config(model, task, methods, steps, lr_grid, lr_points, seeds, halving, eta, data,
                   task_opt, train_opt, targets, general_text)
     plan = tm.make_plan(cfg, _model_kind(cfg))
@@ -121,6 +134,23 @@ def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_po
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ())) or "tournament"
         raise UserError(f"invalid tournament option {where}: {err.get('msg')}") from None
+
+
+def _budget(preset: str | None, task: str) -> dict[str, Any]:
+    """The preset's settings, with task options only for the task they were sized on."""
+    from peftbench.tournament import BUDGETS
+
+    if preset is None:
+        return {}
+    if preset not in BUDGETS:
+        raise UserError(f"unknown preset '{preset}'; known: {', '.join(BUDGETS)}")
+    budget = dict(BUDGETS[preset])
+    budget["task_options"] = budget.get("task_options", {}).get(task.split(":")[0], {})
+    return budget
+
+
+def _pairs(values: dict[str, Any]) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
 
 
 def _parse_grid(text: str) -> list[float] | None:
