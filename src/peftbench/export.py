@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -249,8 +250,9 @@ def merged_model(session: Session) -> nn.Module:
     if method.name == "full":
         return model
     if not method.can_merge(model):
-        raise UserError(f"{method.name} cannot be merged on this model (it adapts layers "
-                        "without a bias to fold into), so it has no weight update to export")
+        why = " (it folds into biases the adapted layers lack)" if method.merge_needs_bias else ""
+        raise UserError(f"{method.name} cannot be merged on this model{why}, so it has no "
+                        "weight update to export")
     return method.merge(model)
 
 
@@ -435,29 +437,37 @@ def factorize(update: Update, rank: Rank, dtype: torch.dtype,
     general: list[LayerFactors] = []
     from_peft: list[LayerFactors] = []
     mismatch = []
-    for name, delta in sorted(update.layers.items()):
-        with one_thread():
-            a, b, s = svd_factors(delta, rank, dtype)
-        shape = (int(delta.shape[0]), int(delta.shape[1]))
-        general.append(LayerFactors(name, shape, a, b, relative_error(delta, a, b),
-                                    svd_bound(s, a.shape[0])))
-        if peft is None:
-            continue
-        if name not in peft:
-            mismatch.append(name)
-            continue
-        pa, pb = peft[name]
-        error, bound = relative_error(delta, pa, pb), svd_bound(s, pa.shape[0])
-        from_peft.append(LayerFactors(name, shape, pa.to(dtype), pb.to(dtype), error, bound))
-        if error > bound + PEFT_TOLERANCE:
-            mismatch.append(name)
-    if peft is not None and not mismatch:
+    with one_thread():
+        for name, delta in sorted(update.layers.items()):
+            ours, theirs = _layer_factors(name, delta, rank, dtype, (peft or {}).get(name))
+            general.append(ours)
+            if theirs is not None:
+                from_peft.append(theirs)
+            if peft is not None and (theirs is None
+                                     or theirs.relative_error > theirs.svd_bound
+                                     + PEFT_TOLERANCE):
+                mismatch.append(name)
+    if peft is None:
+        return general, "general"
+    if not mismatch:
         return from_peft, "peft"
-    if peft is not None:
-        return general, (f"general: PEFT's factors miss the merged update of {len(mismatch)} "
-                         f"layer(s), e.g. {mismatch[0]} (its get_delta_weight is not the whole "
-                         "update)")
-    return general, "general"
+    return general, (f"general: PEFT's factors miss the merged update of {len(mismatch)} "
+                     f"layer(s), e.g. {mismatch[0]} (its get_delta_weight is not the whole "
+                     "update)")
+
+
+def _layer_factors(name: str, delta: torch.Tensor, rank: Rank, dtype: torch.dtype,
+                   peft: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[
+        LayerFactors, LayerFactors | None]:
+    """The SVD's factors of one layer, and PEFT's (when given) measured against the same ΔW."""
+    a, b, s = svd_factors(delta, rank, dtype)
+    shape = (int(delta.shape[0]), int(delta.shape[1]))
+    ours = LayerFactors(name, shape, a, b, relative_error(delta, a, b), svd_bound(s, a.shape[0]))
+    if peft is None:
+        return ours, None
+    pa, pb = peft
+    return ours, LayerFactors(name, shape, pa.to(dtype), pb.to(dtype),
+                              relative_error(delta, pa, pb), svd_bound(s, pa.shape[0]))
 
 
 # ---------------------------------------------------------------------------- writing the LoRA
@@ -725,21 +735,33 @@ def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Ra
         session = load_session(source, bar)
         before = score_on_test(session, session.model, "score original")
         probe = probe_logits(session.prep, session.model)
-        build = _build_lora if mode == "lora" else _build_merged
+        if mode == "lora":  # everything that can refuse happens here, before any file
+            write = functools.partial(_write_lora, session, plan_lora(session, rank))
+        else:
+            write = functools.partial(_write_merged, session, merged_model(session))
         with staging(out, overwrite) as folder:
-            fields, exported = build(session, folder, rank)
+            fields, exported = write(folder)
             after = score_on_test(session, exported, "score exported")
             report = _report(session, out, mode, folder, before, after,
                              _probe_diff(probe, probe_logits(session.prep, exported)),
-                             min_score_ratio, fields)
+                             min_score_ratio, {"rank_requested": rank, **fields})
             report.seconds = time.perf_counter() - started
             _finish(folder, report)
     return report
 
 
-def _build_lora(session: Session, folder: Path, rank: Rank | None) -> tuple[dict[str, Any],
-                                                                             nn.Module]:
-    """Factorize the update, write the LoRA, and load it on the restored base model."""
+@dataclass
+class LoraPlan:
+    """A LoRA export computed in memory: the merged model, its update and the factors."""
+
+    merged: nn.Module
+    update: Update
+    factors: list[LayerFactors]
+    conversion: str
+
+
+def plan_lora(session: Session, rank: Rank | None) -> LoraPlan:
+    """Merge, measure the update and factorize it (PEFT's converter first, when it applies)."""
     assert rank is not None
     peft, why_not = peft_factors(session.model, rank)
     merged = merged_model(session)
@@ -748,24 +770,29 @@ def _build_lora(session: Session, folder: Path, rank: Rank | None) -> tuple[dict
     factors, conversion = factorize(update, rank, _weight_dtype(merged), peft)
     if conversion == "general" and why_not:
         conversion = f"general: {why_not}"
+    return LoraPlan(merged, update, factors, conversion)
+
+
+def _write_lora(session: Session, plan: LoraPlan, folder: Path) -> tuple[dict[str, Any],
+                                                                          nn.Module]:
+    """Write the LoRA and load it on the restored base model; the report's LoRA fields."""
+    merged = plan.merged
     base_name = getattr(merged.config, "name_or_path", None) or session.source.spec.model
-    write_lora(folder, factors, update, session.prep.loaded.kind, base_name)
+    write_lora(folder, plan.factors, plan.update, session.prep.loaded.kind, base_name)
     exported = load_lora(restore_base(session, merged), folder)
-    errors = [f.relative_error for f in factors]
-    fields = {"rank_requested": rank, "conversion": conversion,
-              "layers": [f.describe() for f in factors],
+    errors = [f.relative_error for f in plan.factors]
+    fields = {"conversion": plan.conversion, "layers": [f.describe() for f in plan.factors],
               "mean_relative_error": sum(errors) / len(errors), "max_relative_error": max(errors),
-              "heads": sorted({k.split(".")[0] for k in update.heads}),
-              "dropped": update.dropped, "vllm": vllm_compatible(folder).describe()}
+              "heads": sorted({k.split(".")[0] for k in plan.update.heads}),
+              "dropped": plan.update.dropped, "vllm": vllm_compatible(folder).describe()}
     return fields, exported
 
 
-def _build_merged(session: Session, folder: Path, rank: Rank | None) -> tuple[dict[str, Any],
-                                                                               nn.Module]:
+def _write_merged(session: Session, merged: nn.Module, folder: Path) -> tuple[dict[str, Any],
+                                                                                nn.Module]:
     """Save the merged model with its tokenizer, then load it back from the folder."""
     from peftbench.models import load_model
 
-    merged = merged_model(session)
     merged.save_pretrained(str(folder))
     session.prep.loaded.tokenizer.save_pretrained(str(folder))
     prep = session.prep
