@@ -367,12 +367,14 @@ def test_vllm_check_reports_every_broken_rule(tmp_path):
               "rank_pattern": {"layers.0.query": 8}}
     tensors = {"base_model.model.layers.0.query.lora_A.weight": torch.zeros(8, 4),
                "base_model.model.layers.0.query.lora_B.weight": torch.zeros(4, 8),
+               "base_model.model.layers.0.key.lora_A.weight": torch.zeros(8, 4),  # r says 1024
+               "base_model.model.layers.0.key.lora_B.weight": torch.zeros(4, 8),
                "base_model.model.lm_head.weight": torch.zeros(4, 4)}
     check = ex.vllm_compatible(write_adapter(tmp_path / "bad", config, tensors))
     text = " | ".join(check.problems)
     assert not check.compatible
     for needle in ("DoRA", "bias", "modules_to_save", "not LoRA factors", "query",
-                   "exceeds vLLM's largest", "per-layer scaling"):
+                   "exceeds vLLM's largest", "per-layer scaling", "another rank"):
         assert needle in text, (needle, text)
     assert check.max_lora_rank is None
 

@@ -561,6 +561,7 @@ def vllm_compatible(folder: str | os.PathLike[str]) -> VllmCheck:
         return check
     check.problems += _config_problems(config)
     ranks = _tensor_ranks(folder / WEIGHTS_NAME, check)
+    check.problems += _declared_rank_problems(config, ranks)
     declared = [config.get("r") or 0, *(config.get("rank_pattern") or {}).values()]
     _check_ranks(max([*declared, *ranks.values()], default=0), check)
     return check
@@ -639,6 +640,22 @@ def _tensor_ranks(path: Path, check: VllmCheck) -> dict[str, int]:
     if not factors:
         check.problems.append("no LoRA factors in the checkpoint")
     return ranks
+
+
+def _declared_rank_problems(config: dict[str, Any], ranks: dict[str, int]) -> list[str]:
+    """Each module's tensors must have the rank the config declares for it (``r``, or its
+    ``rank_pattern`` entry, matched as PEFT and vLLM match it): vLLM scales by the declared one."""
+    pattern = config.get("rank_pattern") or {}
+    wrong = []
+    for name, rank in sorted(ranks.items()):
+        key = next((k for k in pattern if re.match(rf"(.*\.)?({k})$", name)), None)
+        declared = pattern[key] if key is not None else config.get("r")
+        if declared != rank:
+            wrong.append(f"{name} (declared {declared}, tensors {rank})")
+    if not wrong:
+        return []
+    return [f"{len(wrong)} module(s) have another rank than the config declares, e.g. "
+            f"{wrong[0]}"]
 
 
 def _check_ranks(largest: int, check: VllmCheck) -> None:
