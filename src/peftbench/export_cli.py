@@ -22,9 +22,10 @@ def register(app: typer.Typer) -> None:
 
 def export(
     result: Annotated[Path, typer.Argument(help="the result JSON of a finished run")],
-    out: Annotated[Path, typer.Option(help="folder to write (must not exist)")],
+    out: Annotated[Path, typer.Option(help="folder to write (must not exist unless --overwrite)")],
     to_lora: Annotated[bool, typer.Option(
-        "--to-lora", help="write a plain LoRA adapter (PEFT layout, loadable by vLLM)")] = False,
+        "--to-lora", help="write a plain LoRA adapter (PEFT layout, checked against vLLM's "
+                          "rules)")] = False,
     merge: Annotated[bool, typer.Option(
         "--merge", help="write the whole model with the adapter merged in")] = False,
     rank: Annotated[str | None, typer.Option(
