@@ -155,6 +155,7 @@ def test_user_errors_are_raised_before_anything_is_written(tmp_path):
 def test_atomic_write_leaves_old_file_or_none_on_crash(tmp_path, monkeypatch):
     target = tmp_path / "r.json"
     atomic_write_json(target, {"a": 1})
+    assert target.stat().st_mode & 0o777 == 0o644  # readable like any other file
 
     def broken_dump(*args, **kwargs):
         args[1].write('{"half": ')
