@@ -211,3 +211,15 @@ def test_batched_generation_matches_one_by_one_and_cuts_at_stop_strings():
     cut = generate(loaded.model, loaded.tokenizer, prompts[:1], batch_size=1,
                    stop_strings=[stop], **kwargs)
     assert cut[0] == batched[0][: batched[0].find(stop)]
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
+def test_forgetting_probe_with_virtual_tokens(tmp_path, wikitext, method):
+    """Prompt-based techniques prepend virtual tokens to the logits; the probe scores only
+    the text's own positions."""
+    spec = tiny_spec(method=method, general_text=wikitext,
+                     train={"forgetting_samples": 4, "eval_base": True})
+    outcome = run_experiment(spec, tmp_path, progress=False)
+    info = outcome.result["train_info"]
+    assert outcome.ok, outcome.result["run_info"]["error_msg"]
+    assert math.isfinite(info["forgetting"]) and info["base_test_score"] is not None

@@ -127,6 +127,8 @@ def general_text_loss(
         with autocast_context(device, amp_dtype):
             logits = model(input_ids=batch["input_ids"],
                            attention_mask=batch["attention_mask"]).logits
+        # prompt-based techniques prepend virtual tokens: keep the positions of the text
+        logits = logits[:, logits.shape[1] - batch["input_ids"].shape[1]:]
         shift_logits = logits[:, :-1].float()
         shift_labels = batch["labels"][:, 1:]
         loss = torch.nn.functional.cross_entropy(
