@@ -207,6 +207,13 @@ def test_nan_rate_is_a_failed_run_and_the_technique_keeps_its_good_rate(tmp_path
     bad = [r for r in tech.search if r.status == "failed"][0]
     assert "loss" in bad.error.lower() or "nan" in bad.error.lower()
     assert tech.chosen_lr == 1e-3 and tech.finals[0].status == "success"
+    # a resume keeps the failure; --retry-failed runs it again
+    again = Tournament(make_plan(cfg, "causal-lm"), tmp_path, InlineExecutor(),
+                       save_adapters=False).run()
+    assert all(r.reused for r in again.all_records())
+    retried = Tournament(make_plan(cfg, "causal-lm"), tmp_path, InlineExecutor(),
+                         save_adapters=False, retry_failed=True).run()
+    assert [r.spec.train.lr for r in retried.all_records() if not r.reused] == [1e30]
 
 
 def test_analysis_reports_the_final_runs_not_the_tuning_runs(tmp_path):

@@ -300,8 +300,10 @@ class Hooks:
         """A run ends (or was found finished)."""
 
 
-def existing_results(out_dir: Path) -> dict[str, RunRecord]:
-    """Finished results already in ``out_dir``, by spec hash (what a resumed run skips)."""
+def existing_results(out_dir: Path, finished: tuple[str, ...] = FINISHED
+                     ) -> dict[str, RunRecord]:
+    """Finished results already in ``out_dir``, by spec hash (what a resumed run skips);
+    ``finished`` names the statuses that count as finished."""
     found: dict[str, RunRecord] = {}
     for path in sorted(out_dir.glob("*.json")):
         try:
@@ -311,7 +313,7 @@ def existing_results(out_dir: Path) -> dict[str, RunRecord]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         status = data.get("train_info", {}).get("status")
-        if status in FINISHED and spec.content_hash() == info.get("spec_hash"):
+        if status in finished and spec.content_hash() == info.get("spec_hash"):
             found[info["spec_hash"]] = RunRecord(spec, status, path, data,
                                                  data["run_info"].get("error_msg", ""),
                                                  reused=True)
@@ -322,10 +324,12 @@ class Tournament:
     """Runs a plan with an executor, writing results and ``tournament.json`` into a folder."""
 
     def __init__(self, plan: Plan, out_dir: Path, executor: Any, hooks: Hooks | None = None,
-                 save_adapters: bool = True) -> None:
+                 save_adapters: bool = True, retry_failed: bool = False) -> None:
         self.plan, self.cfg, self.out_dir = plan, plan.cfg, Path(out_dir)
         self.executor, self.hooks = executor, hooks or Hooks()
         self.save_adapters = save_adapters
+        # after a fix, failed runs are worth another try; by default they are results
+        self.finished = (STATUS_SUCCESS,) if retry_failed else FINISHED
         self.outcomes = {m: TechniqueOutcome(m) for m in plan.methods}
 
     def run(self) -> TournamentOutcome:
@@ -386,7 +390,7 @@ class Tournament:
             self.outcomes[record.spec.method].finals.append(record)
 
     def _execute(self, stage: str, specs: list[ExperimentSpec]) -> list[RunRecord]:
-        done = existing_results(self.out_dir)
+        done = existing_results(self.out_dir, self.finished)
         records = [done[s.content_hash()] for s in specs if s.content_hash() in done]
         todo = [s for s in specs if s.content_hash() not in done]
         self.hooks.stage(stage, len(specs))

@@ -66,6 +66,8 @@ def tournament(
     calibrate: Annotated[bool, typer.Option(
         help="time one short run first to estimate the plan's duration")] = True,
     save_adapters: Annotated[bool, typer.Option(help="keep the final runs' adapters")] = True,
+    retry_failed: Annotated[bool, typer.Option(
+        help="on resume, run failed runs again (by default a failure is a result)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run many techniques on one model and task with the same budget; choose each one's
@@ -96,7 +98,8 @@ def tournament(
             return
         display = TournamentDisplay(progress, calibration)
         with display:
-            outcome = tm.Tournament(plan, out, runner, display, save_adapters).run()
+            outcome = tm.Tournament(plan, out, runner, display, save_adapters,
+                                    retry_failed).run()
     finally:
         runner.close()
     console.print(results_table(outcome))
