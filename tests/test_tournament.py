@@ -218,8 +218,12 @@ def test_nan_rate_is_a_failed_run_and_the_technique_keeps_its_good_rate(tmp_path
 
 def test_analysis_reports_the_final_runs_not_the_tuning_runs(tmp_path):
     from peftbench.analysis import aggregate, load_results
+    from peftbench.report import write_report
 
     outcome = run_tournament(tiny_config(seeds=2), tmp_path)
+    write_report([tmp_path], tmp_path / "report")  # a tournament folder is a report input
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "lora" in table and "(tuning)" in table
     runs = load_results([tmp_path]).runs
     per_technique = {a.technique: a for a in aggregate(runs, level="technique")}
     for method, tech in outcome.techniques.items():
