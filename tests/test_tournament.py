@@ -231,6 +231,10 @@ def test_analysis_reports_the_final_runs_not_the_tuning_runs(tmp_path):
         assert agg.n == 2 and agg.value("test_score") is not None
         assert {r.seed for r in agg.runs} == {1, 2}
         assert all(r.lr == tech.chosen_lr for r in agg.runs)
+    from peftbench.analysis import recommend
+
+    lines = recommend(runs, max_memory="1TB", must="merge").explain()
+    assert not any("(tuning)" in line for line in lines), lines
 
 
 def test_results_table_marks_the_pareto_optimal(tmp_path):

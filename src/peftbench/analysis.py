@@ -737,6 +737,11 @@ def recommend(runs: Sequence[RunSummary], optimize: str = "test_score",
     spec = parse_metric_spec(optimize)
     clauses, described = _constraint_clauses(max_memory, must, where)
     configs = [a for a in aggregate(runs, "config", stat) if a.runs]
+    tested = {a.technique for a in configs if a.value("test_score") is not None}
+    # a tournament's tuning runs chose a rate; where the technique has tested runs, those
+    # are the candidates (and the only ones whose exclusion is worth explaining)
+    configs = [a for a in configs
+               if a.value("test_score") is not None or a.technique not in tested]
     kept, dropped = apply_filter(configs, clauses)
     ranked = _rank_techniques(kept, spec)
     winners = {a.technique for a in ranked}
