@@ -255,3 +255,18 @@ def test_results_table_marks_the_pareto_optimal(tmp_path):
     assert "base model test score" in " ".join(text.split())
     assert all(not r.train_info.get("base_test_score") and r.spec.train.eval_base is False
                for t in outcome.techniques.values() for r in t.search)
+
+
+def test_time_estimate_adds_up_the_calibrated_parts():
+    from peftbench.tournament import Calibration, estimate_seconds
+
+    cal = Calibration(startup=1.0, step=2.0, validation=3.0, test_ratio=2.0)
+    cfg = tiny_config()  # 6 steps, validation every 3
+    search = search_spec(cfg, "lora", 1e-3, None)
+    assert cal.estimate(search) == 1 + 6 * 2 + 2 * 3
+    final = final_spec(cfg, "lora", 1e-3, 1)
+    assert cal.estimate(final) == 19 + 3 * (2 + 1)  # test, forgetting and inference probes
+    with_base = tiny_config(train=TrainParams(**TINY_TRAIN, eval_base=True))
+    assert cal.estimate(final_spec(with_base, "lora", 1e-3, 1)) == 28 + 3 * 2
+    plan = make_plan(cfg, "causal-lm")  # 2 techniques x (2 search + 1 final)
+    assert estimate_seconds(plan, cal) == 2 * (2 * 19 + 28)

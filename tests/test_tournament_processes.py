@@ -213,11 +213,11 @@ def test_ctrl_c_stops_the_runs_in_flight_without_recording_them(tmp_path):
 
 def test_two_tournaments_never_share_a_folder(tmp_path):
     from peftbench.errors import UserError
-    from peftbench.tournament import folder_lock
+    from peftbench.tournament import FolderLock
 
-    with folder_lock(tmp_path):
+    with FolderLock(tmp_path):
         with pytest.raises(UserError, match="another tournament"):
-            with folder_lock(tmp_path):
+            with FolderLock(tmp_path):
                 pass
 
 

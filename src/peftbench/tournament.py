@@ -336,7 +336,7 @@ class Tournament:
         """Search, choose, run the finals; returns every record."""
         started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with folder_lock(self.out_dir):
+        with FolderLock(self.out_dir):
             remove_leftovers(self.out_dir)
             self._search()
             self._choose()
@@ -407,14 +407,14 @@ class Tournament:
         return self.save_adapters and stage == "final"
 
 
-class folder_lock:  # noqa: N801 - used as a context manager, reads like one
+class FolderLock:
     """An exclusive lock on a tournament folder: two tournaments never write one folder.
     The kernel releases it when the process dies, even by SIGKILL."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / ".tournament.lock"
 
-    def __enter__(self) -> folder_lock:
+    def __enter__(self) -> FolderLock:
         self.fh = open(self.path, "w")  # noqa: SIM115 - held for the context's lifetime
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -496,6 +496,8 @@ class Calibration:
         if train.eval_test:
             # test, plus forgetting and inference probes: about one more validation pass
             seconds += self.validation * (self.test_ratio + 1)
+        if train.eval_base:
+            seconds += self.validation * self.test_ratio
         return seconds
 
 
