@@ -353,15 +353,23 @@ def _best_per_technique(configs: list[Aggregate]) -> list[Aggregate]:
     return sorted(chosen, key=lambda a: a.technique)
 
 
+def reported_candidates(configs: Sequence[Aggregate]) -> list[Aggregate]:
+    """The configurations that can stand for their technique: where a technique has some that
+    scored test, only those; a tournament's tuning runs chose a rate, they are not the
+    reported point."""
+    tested = {c.technique for c in configs if c.values.get("test_score") is not None}
+    return [c for c in configs
+            if c.values.get("test_score") is not None or c.technique not in tested]
+
+
 def choose_best_config(configs: Sequence[Aggregate]) -> tuple[Aggregate, str]:
     """The configuration with the best validation score (test score as a fallback), and the
     name of the metric the choice was made on.
 
     Configurations that never scored test (a tournament's tuning runs) are only candidates
-    when no configuration did: they chose a learning rate, they are not the reported point.
+    when no configuration did (see `reported_candidates`).
     """
-    tested = [c for c in configs if c.values.get("test_score") is not None]
-    configs = tested or list(configs)
+    configs = reported_candidates(configs)
     for metric in ("valid_score", "test_score"):
         scored = [c for c in configs if c.values.get(metric) is not None]
         if scored:
@@ -736,12 +744,7 @@ def recommend(runs: Sequence[RunSummary], optimize: str = "test_score",
     _require_single_group(runs)
     spec = parse_metric_spec(optimize)
     clauses, described = _constraint_clauses(max_memory, must, where)
-    configs = [a for a in aggregate(runs, "config", stat) if a.runs]
-    tested = {a.technique for a in configs if a.value("test_score") is not None}
-    # a tournament's tuning runs chose a rate; where the technique has tested runs, those
-    # are the candidates (and the only ones whose exclusion is worth explaining)
-    configs = [a for a in configs
-               if a.value("test_score") is not None or a.technique not in tested]
+    configs = reported_candidates([a for a in aggregate(runs, "config", stat) if a.runs])
     kept, dropped = apply_filter(configs, clauses)
     ranked = _rank_techniques(kept, spec)
     winners = {a.technique for a in ranked}

@@ -92,11 +92,35 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
         command.append("--no-adapter")
     stderr_tail: deque[str] = deque(maxlen=40)
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True,
-                                env=_worker_env(threads))
-        if live is not None:
-            live.add(proc)
+        code, timed_out = _supervise(command, spec, timeout, threads, on_event, live,
+                                     stderr_tail)
+    finally:
+        spec_file.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    if stopping is not None and stopping.is_set() and code not in (0, 1):
+        return RunRecord(spec, STATUS_INTERRUPTED, target, error="interrupted", seconds=seconds)
+    if timed_out:
+        return _record_failure(spec, target, STATUS_TIMEOUT,
+                               f"timed out after {timeout:g} s (run killed)", seconds)
+    if code in (0, 1) and target.exists():
+        result = json.loads(target.read_text())
+        status = result["train_info"]["status"]
+        return RunRecord(spec, status, target, result, result["run_info"].get("error_msg", ""),
+                         seconds)
+    return _record_failure(spec, target, STATUS_FAILED, _why_it_died(code, stderr_tail), seconds)
+
+
+def _supervise(command: list[str], spec: ExperimentSpec, timeout: float | None,
+               threads: int | None, on_event: EventHandler | None,
+               live: set[subprocess.Popen] | None, stderr_tail: deque[str]
+               ) -> tuple[int, bool]:
+    """Start the worker, relay its events, keep its stderr's tail, kill its process group on
+    timeout; returns (exit code, timed out)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=_worker_env(threads))
+    if live is not None:
+        live.add(proc)
+    try:
         readers = [
             threading.Thread(target=_read_events, args=(proc.stdout, spec, on_event),
                              daemon=True),
@@ -113,22 +137,10 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
             code = proc.wait()
         for reader in readers:
             reader.join(timeout=5)
+        return code, timed_out
     finally:
-        spec_file.unlink(missing_ok=True)
-        if live is not None and "proc" in locals():
+        if live is not None:
             live.discard(proc)
-    seconds = time.perf_counter() - started
-    if stopping is not None and stopping.is_set() and code not in (0, 1):
-        return RunRecord(spec, STATUS_INTERRUPTED, target, error="interrupted", seconds=seconds)
-    if timed_out:
-        return _record_failure(spec, target, STATUS_TIMEOUT,
-                               f"timed out after {timeout:g} s (run killed)", seconds)
-    if code in (0, 1) and target.exists():
-        result = json.loads(target.read_text())
-        status = result["train_info"]["status"]
-        return RunRecord(spec, status, target, result, result["run_info"].get("error_msg", ""),
-                         seconds)
-    return _record_failure(spec, target, STATUS_FAILED, _why_it_died(code, stderr_tail), seconds)
 
 
 def _worker_env(threads: int | None = None) -> dict[str, str]:

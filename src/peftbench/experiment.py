@@ -120,13 +120,19 @@ def prepare(spec: ExperimentSpec) -> Prepared:
         if not examples:
             raise UserError(f"task '{spec.task}': the {name} split is empty")
     method = get_method(spec.method)
-    kind = "seq-cls" if task.kind == "classification" and is_encoder(spec.model) else "causal-lm"
+    kind = model_kind(task, spec.model)
     loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
                         seed=spec.train.seed)
     device = device_for_run()
     blocks, general_error = _general_text(spec, kind)
     return Prepared(spec, task, splits, method, loaded, device,
                     autocast_dtype(spec.train.dtype, device), blocks, general_error)
+
+
+def model_kind(task: Task, model: str) -> str:
+    """How ``model`` is trained on ``task``: an encoder on a classification task gets a
+    classification head (seq-cls); everything else is a causal LM answering in text."""
+    return "seq-cls" if task.kind == "classification" and is_encoder(model) else "causal-lm"
 
 
 def _general_text(spec: ExperimentSpec, kind: str) -> tuple[list[str], str]:

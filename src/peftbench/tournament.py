@@ -28,8 +28,8 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,18 @@ class TournamentConfig(BaseModel):
         points = len(self.lr_grid) if self.lr_grid else self.lr_points
         return 1 + max(0, math.ceil(math.log(max(points, 1), self.eta)))
 
+    def survivors(self, rates: int) -> int:
+        """How many of ``rates`` compared at a rung go on to the next one."""
+        return max(1, math.ceil(rates / self.eta))
+
+    def rung_sizes(self, rates: int) -> list[tuple[int, int]]:
+        """(steps, rates run) per rung for a technique that starts with ``rates`` rates."""
+        sizes = []
+        for steps in self.rungs():
+            sizes.append((steps, rates))
+            rates = self.survivors(rates)
+        return sizes
+
     def final_seeds(self) -> list[int]:
         """Seeds of the final runs: fresh ones, never the search seed."""
         return [self.search_seed + 1 + i for i in range(self.seeds)]
@@ -160,24 +172,14 @@ class Plan:
     rungs: list[int]
 
     def search_runs(self) -> int:
-        """Upper bound of search runs (halving stops most rates before the last rung)."""
-        total = 0
-        for grid in self.grids.values():
-            alive = len(grid)
-            for _ in self.rungs:
-                total += alive
-                alive = max(1, math.ceil(alive / self.cfg.eta))
-        return total
+        """Search runs, every rung counted (halving stops most rates before the last one)."""
+        return sum(n for grid in self.grids.values()
+                   for _, n in self.cfg.rung_sizes(len(grid)))
 
     def search_steps(self) -> int:
         """Optimizer steps of all search runs (each rung run starts from scratch)."""
-        total = 0
-        for grid in self.grids.values():
-            alive = len(grid)
-            for steps in self.rungs:
-                total += alive * steps
-                alive = max(1, math.ceil(alive / self.cfg.eta))
-        return total
+        return sum(steps * n for grid in self.grids.values()
+                   for steps, n in self.cfg.rung_sizes(len(grid)))
 
     def final_runs(self) -> int:
         """Final runs: one per technique and seed."""
@@ -364,8 +366,8 @@ class Tournament:
                 break
             for method in alive:
                 rung = [by_hash[s.content_hash()] for (m, _), s in specs.items() if m == method]
-                keep = max(1, math.ceil(len(rung) / self.cfg.eta))
-                best = keep_best(rung, keep, get_method(method).default_lr)
+                best = keep_best(rung, self.cfg.survivors(len(rung)),
+                                 get_method(method).default_lr)
                 alive[method] = [r.spec.train.lr for r in best]
 
     def _choose(self) -> None:
@@ -438,8 +440,6 @@ def remove_leftovers(out_dir: Path) -> int:
             removed += 1
     adapters = out_dir / "adapters"
     if adapters.is_dir():
-        import shutil
-
         for path in adapters.glob(".*.tmp"):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
@@ -532,32 +532,20 @@ def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Any) -
     ratio = (sizes.get("test", 2) / sizes["validation"]) if sizes.get("validation") else 2.0
     calibration = Calibration(startup, step, eval_time, ratio)
     atomic_write_json(cache, {"key": key, "calibration": vars(calibration)})
-    _clear(probe_dir)
+    shutil.rmtree(probe_dir, ignore_errors=True)
     return calibration
 
 
-def _clear(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def estimate_seconds(plan: Plan, calibration: Calibration,
-                     pick: Callable[[ExperimentSpec], bool] | None = None) -> float:
-    """Estimated seconds of the whole plan (every search run at the upper bound, finals at
-    the technique's middle rate), or of the specs ``pick`` selects."""
-    total = 0.0
+def estimate_seconds(plan: Plan, calibration: Calibration) -> float:
+    """Estimated seconds of the whole plan: every search run of every rung, and the finals at
+    the technique's middle rate."""
     cfg = plan.cfg
+    total = 0.0
     for method, grid in plan.grids.items():
-        alive = len(grid)
-        for index, steps in enumerate(plan.rungs):
+        for index, (steps, runs) in enumerate(cfg.rung_sizes(len(grid))):
             last = index == len(plan.rungs) - 1
-            spec = search_spec(cfg, method, grid[0], None if last else steps)
-            if pick is None or pick(spec):
-                total += alive * calibration.estimate(spec)
-            alive = max(1, math.ceil(alive / cfg.eta))
+            total += runs * calibration.estimate(
+                search_spec(cfg, method, grid[0], None if last else steps))
         for seed in cfg.final_seeds():
-            spec = final_spec(cfg, method, grid[len(grid) // 2], seed)
-            if pick is None or pick(spec):
-                total += calibration.estimate(spec)
+            total += calibration.estimate(final_spec(cfg, method, grid[len(grid) // 2], seed))
     return total

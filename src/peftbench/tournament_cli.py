@@ -96,7 +96,7 @@ def tournament(
         console.print(plan_summary(plan, calibration, out), highlight=False)
         if dry_run:
             return
-        display = TournamentDisplay(progress, calibration)
+        display = TournamentDisplay(progress)
         with display:
             outcome = tm.Tournament(plan, out, runner, display, save_adapters,
                                     retry_failed).run()
@@ -170,11 +170,10 @@ def _parse_grid(text: str) -> list[float] | None:
 
 def _model_kind(cfg: Any) -> str:
     """causal-lm, or seq-cls for an encoder on a classification task (as `run` decides)."""
-    from peftbench.models import is_encoder
+    from peftbench.experiment import model_kind
     from peftbench.tasks import get_task
 
-    task = get_task(cfg.task, cfg.task_options)
-    return "seq-cls" if task.kind == "classification" and is_encoder(cfg.model) else "causal-lm"
+    return model_kind(get_task(cfg.task, cfg.task_options), cfg.model)
 
 
 def _executor(name: str, jobs: int, address: str | None, timeout: float | None) -> Any:
@@ -229,7 +228,7 @@ def _duration(seconds: float) -> str:
 class TournamentDisplay:
     """Rich bars: one overall (runs done / failed / remaining, ETA), one per running run."""
 
-    def __init__(self, enabled: bool, calibration: Any) -> None:
+    def __init__(self, enabled: bool) -> None:
         from peftbench.progress import make_progress
 
         self.progress = make_progress(enabled)

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from peftbench.errors import UserError
     from peftbench.experiment import run_experiment
-    from peftbench.progress import EVENT_PREFIX, EventProgress
+    from peftbench.progress import EventProgress
     from peftbench.spec import parse_spec
 
     try:
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    print(EVENT_PREFIX + json.dumps({"result": str(outcome.path)}), flush=True)
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
