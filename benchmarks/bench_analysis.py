@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from peftbench import analysis as an
-from peftbench.report import pareto_figure
-from peftbench.results import atomic_write_json
+from peftbench.analysis.report import pareto_figure
+from peftbench.engine.results import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT.parent / "shared" / "reference" / "peft-method-comparison" / "MetaMathQA" / "results"

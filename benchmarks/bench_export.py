@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from peftbench import export as ex
-from peftbench.models import load_model
+from peftbench.engine.models import load_model
 
 
 def synthetic_update(model: torch.nn.Module, inner_rank: int, seed: int = 0) -> ex.Update:
@@ -27,7 +27,7 @@ def synthetic_update(model: torch.nn.Module, inner_rank: int, seed: int = 0) -> 
     generator = torch.Generator().manual_seed(seed)
     layers = {}
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not ex._is_head(name):
+        if isinstance(module, torch.nn.Linear) and not ex.is_head(name):
             out_f, in_f = module.weight.shape
             low = torch.randn(out_f, inner_rank, generator=generator) @ torch.randn(
                 inner_rank, in_f, generator=generator)

@@ -15,11 +15,11 @@ import time
 import torch
 from common import arith_features, lora_smollm2, ratio_line
 
-from peftbench.batching import batch_order, collate
-from peftbench.measure import MemoryTracker
+from peftbench.engine.batching import batch_order, collate
+from peftbench.engine.measure import MemoryTracker
+from peftbench.engine.spec import TrainParams
+from peftbench.engine.train import train
 from peftbench.methods import get_method
-from peftbench.spec import TrainParams
-from peftbench.train import train
 
 
 def bare_loop(model, batches, lr: float) -> float:
@@ -41,7 +41,7 @@ def bare_loop(model, batches, lr: float) -> float:
 
 
 def harness_loop(model, feats, steps: int, batch_size: int, lr: float, pad_id: int) -> float:
-    """peftbench.train on the same features; returns its measured train time."""
+    """peftbench.engine.train on the same features; returns its measured train time."""
     params = TrainParams(max_steps=steps, batch_size=batch_size, eval_every=10**6,
                          warmup_steps=0, lr_scheduler="constant")
     out = train(model, get_method("lora"), feats, params, lr=lr, pad_id=pad_id,

@@ -16,9 +16,9 @@ import time
 import torch
 from common import arith_features, lora_smollm2
 
-from peftbench.batching import batch_order, collate, count_tokens
-from peftbench.measure import cpu_has_fast_bf16, matmul_peak_flops
-from peftbench.train import autocast_context
+from peftbench.engine.batching import batch_order, collate, count_tokens
+from peftbench.engine.measure import cpu_has_fast_bf16, matmul_peak_flops
+from peftbench.engine.train import autocast_context
 
 
 def matmul_params(model: torch.nn.Module) -> int:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from common import ratio_line
 
-from peftbench.executors import InlineExecutor, LocalExecutor
-from peftbench.spec import ExperimentSpec, TrainParams
+from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.tournament import Tournament, TournamentConfig, make_plan
+from peftbench.tournament.executors import InlineExecutor, LocalExecutor
 
 TINY = TrainParams(max_steps=4, batch_size=8, eval_every=4, max_new_tokens=6,
                    forgetting_samples=0, eval_batch_size=16, max_seq_length=64,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from peftbench.batching import encode_causal
+from peftbench.engine.batching import encode_causal
+from peftbench.engine.models import load_model
 from peftbench.methods import get_method
-from peftbench.models import load_model
 from peftbench.tasks import get_task
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from peftbench.methods.table import catalog_rows, markdown_table, trainable_counts
+from peftbench.engine.counts import trainable_counts
+from peftbench.methods.table import catalog_rows, markdown_table
 
 START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
 ROOT = Path(__file__).resolve().parent.parent

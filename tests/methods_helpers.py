@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from peftbench.batching import IGNORE, Encoded, collate
-from peftbench.measure import MemoryTracker
+from peftbench.engine.batching import IGNORE, Encoded, collate
+from peftbench.engine.measure import MemoryTracker
+from peftbench.engine.models import load_model
+from peftbench.engine.spec import TrainParams
+from peftbench.engine.train import train
 from peftbench.methods import Method
-from peftbench.models import load_model
-from peftbench.spec import TrainParams
-from peftbench.train import train
 
 CAUSAL_TEXTS = ["12 + 7 = 19", "3 + 4 = 7", "20 - 5 = 15", "6 * 2 = 12"]
 CLS_TEXTS = [("a warm, funny film", 1), ("dull and slow", 0), ("moving and warm", 1),

@@ -1,4 +1,4 @@
-"""Builders of result files in our layout (see `peftbench.results`), for analysis tests.
+"""Builders of result files in our layout (see `peftbench.engine.results`), for analysis tests.
 
 Our engine's real results do not exist yet in tests; these files follow the documented layout:
 ``run_info.peftbench = {spec, spec_hash, method, lr}`` and ``train_info`` with our extra fields.
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peftbench.results import atomic_write_json, result_filename
+from peftbench.engine.results import atomic_write_json, result_filename
 
 #: technique -> (lr, mean test score, peak memory GB, train time s, checkpoint MB, params)
 OUR_TECHNIQUES: dict[str, tuple[float, float, float, float, float, int]] = {
@@ -117,9 +117,13 @@ def fake_capabilities(name: str) -> dict[str, Any]:
     return CAPABILITIES[name]
 
 
-def suite_memory_accuracy_frontier(folder: Path) -> set[str]:
+def suite_memory_accuracy_frontier(folder: Path, memory_tie: float = 0.0) -> set[str]:
     """Experiment names on the frontier of peak memory (lower better) vs test accuracy
-    (higher better), computed from the raw JSON by comparing every pair of runs."""
+    (higher better), computed from the raw JSON by comparing every pair of runs.
+
+    With ``memory_tie`` > 0, memories within that relative distance count as equal (the
+    published files carry one seed and no per-item outcomes, so every score difference
+    counts)."""
     points = {}
     for file in folder.glob("*.json"):
         data = json.loads(file.read_text())
@@ -128,7 +132,11 @@ def suite_memory_accuracy_frontier(folder: Path) -> set[str]:
             data["train_info"]["accelerator_memory_max"], final["test accuracy"])
     front = set()
     for name, (mem, score) in points.items():
-        beaten = any(m2 <= mem and s2 >= score and (m2 < mem or s2 > score)
+        def equal(a: float, b: float) -> bool:
+            return abs(a - b) <= memory_tie * max(a, b)
+
+        beaten = any((m2 <= mem or equal(m2, mem)) and s2 >= score
+                     and ((m2 < mem and not equal(m2, mem)) or s2 > score)
                      for other, (m2, s2) in points.items() if other != name)
         if not beaten:
             front.add(name)

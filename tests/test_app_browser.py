@@ -67,7 +67,7 @@ def offline_page(browser) -> Iterator:
 
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory: pytest.TempPathFactory, peft_reference: Path) -> Iterator[str]:
-    from peftbench.app import serve
+    from peftbench.analysis.app import serve
 
     ours = write_our_results(tmp_path_factory.mktemp("ours"))
     demo, url = serve([peft_reference / "MetaMathQA" / "results", ours], port=0, block=False)
@@ -143,7 +143,7 @@ def test_app_free_text_filter_shows_an_error_not_a_crash(served_app: str, offlin
 
 
 def test_report_renders_offline(tmp_path: Path, offline_page, peft_reference: Path) -> None:
-    from peftbench.report import write_report
+    from peftbench.analysis.report import write_report
 
     write_report([peft_reference / "MetaMathQA" / "results"], tmp_path)
     page = offline_page

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftbench import experiment, train
+from peftbench.engine import experiment, train
+from peftbench.engine.experiment import run_experiment
+from peftbench.engine.results import atomic_write_json, read_result, summarize
+from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.errors import UserError
-from peftbench.experiment import run_experiment
-from peftbench.results import atomic_write_json, read_result, summarize
-from peftbench.spec import ExperimentSpec, TrainParams
 
 ARITH_SMALL = {"n_train": 48, "n_valid": 8, "n_test": 8}
 
@@ -49,7 +49,10 @@ def test_run_writes_a_complete_result_in_the_peft_suite_layout(tmp_path, wikitex
     assert info["num_total_params"] > info["num_trainable_params"]
     assert info["file_size"] > 0 and Path(data["run_info"]["peftbench"]["adapter_path"]).is_dir()
     assert info["train_time"] > 0 and info["tokens_per_sec"] > 0 and info["train_tokens"] > 0
-    assert info["cpu_peak_rss"] > 10 * 2**20 and info["peak_memory"] == info["cpu_peak_rss"]
+    assert info["cpu_peak_rss"] > 10 * 2**20 and info["peak_memory"] == info["train_memory"]
+    assert info["train_memory"] == (info["memory_frozen_weights"] + info["memory_trainable_state"]
+                                    + info["memory_activations"])
+    assert info["memory_activations"] > 0 and info["train_peak_rss"] <= info["cpu_peak_rss"]
     assert math.isfinite(info["forgetting"]) and info["base_general_loss"] > 0
     assert info["inference_slowdown"] > 0 and info["mergeable"] is True
     assert data["run_info"]["peftbench"]["spec_hash"] == spec.content_hash()
@@ -197,8 +200,8 @@ def test_prepare_validates_everything_first(monkeypatch, tmp_path):
 
 
 def test_batched_generation_matches_one_by_one_and_cuts_at_stop_strings():
-    from peftbench.evaluate import generate
-    from peftbench.models import load_model
+    from peftbench.engine.evaluate import generate
+    from peftbench.engine.models import load_model
 
     loaded = load_model("tiny-llama", seed=3)
     prompts = ["Question: Tom has 12 apples.", "Review: dull", "0123", "The quick brown fox"]
@@ -223,3 +226,46 @@ def test_forgetting_probe_with_virtual_tokens(tmp_path, wikitext, method):
     info = outcome.result["train_info"]
     assert outcome.ok, outcome.result["run_info"]["error_msg"]
     assert math.isfinite(info["forgetting"]) and info["base_test_score"] is not None
+
+
+def test_per_item_outcomes_and_a_loss_curve_round_trip(tmp_path):
+    spec = tiny_spec(train={"max_steps": 24, "eval_every": 24, "measure_inference": False,
+                            "eval_base": True})
+    outcome = run_experiment(spec, tmp_path, progress=False, save_adapter=False)
+    assert outcome.ok, outcome.result["run_info"]["error_msg"]
+    info = read_result(outcome.path)["train_info"]
+    items = info["test_items"]
+    assert len(items) == ARITH_SMALL["n_test"] and set(items) <= {0, 1}
+    assert sum(items) / len(items) == pytest.approx(info["test_score"])
+    assert len(info["base_test_items"]) == len(items)
+    run = summarize(read_result(outcome.path), str(outcome.path))
+    assert run.test_items == items and run.items_fingerprint == info["test_items_fingerprint"]
+    # one validation only, yet the curve has a point per step
+    assert len(info["metrics"]) == 2 and len(run.train_loss_curve) == 24
+    assert [step for step, _ in run.train_loss_curve] == list(range(1, 25))
+    again = run_experiment(tiny_spec(train={"seed": 1, "max_steps": 1, "eval_every": 1,
+                                                    "measure_inference": False}),
+                           tmp_path / "other", progress=False, save_adapter=False)
+    # same test items (the task's seed, not the run's): pairable
+    assert again.result["train_info"]["test_items_fingerprint"] == run.items_fingerprint
+
+
+def test_base_model_figures_are_measured_once_per_folder_and_reused(tmp_path, wikitext):
+    train = {"max_steps": 2, "eval_every": 2, "eval_base": True, "forgetting_samples": 4,
+             "measure_inference": False}
+    first = run_experiment(tiny_spec(general_text=wikitext, train=train), tmp_path,
+                           progress=False, save_adapter=False).result["train_info"]
+    ia3 = tiny_spec(general_text=wikitext, method="ia3", train=train)
+    second = run_experiment(ia3, tmp_path, progress=False, save_adapter=False)
+    fresh = run_experiment(ia3, tmp_path / "fresh", progress=False, save_adapter=False)
+    reused, measured = second.result["train_info"], fresh.result["train_info"]
+    assert first["base_probes"] == "measured" and reused["base_probes"] == "reused"
+    assert measured["base_probes"] == "measured"
+    # reusing changes nothing the run measures
+    for key in ("base_test_items", "base_general_loss", "test_items", "forgetting",
+                "train_loss_curve", "data_order"):
+        assert reused[key] == measured[key], key
+    # a different seed is a different base model for tiny random models: measured again
+    other = tiny_spec(general_text=wikitext, train={**train, "seed": 7})
+    again = run_experiment(other, tmp_path, progress=False, save_adapter=False)
+    assert again.result["train_info"]["base_probes"] == "measured"

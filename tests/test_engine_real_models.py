@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from peftbench.experiment import run_experiment
-from peftbench.models import load_model
-from peftbench.spec import ExperimentSpec, TrainParams
+from peftbench.engine.experiment import run_experiment
+from peftbench.engine.models import load_model
+from peftbench.engine.spec import ExperimentSpec, TrainParams
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from peftbench import export as ex
+from peftbench.engine.experiment import run_experiment
+from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.errors import UserError
-from peftbench.experiment import run_experiment
-from peftbench.spec import ExperimentSpec, TrainParams
+from peftbench.export import pipeline
 
 TINY_TASK = {"n_train": 24, "n_valid": 4, "n_test": 4}
 
@@ -112,7 +113,7 @@ def test_lora_at_its_own_rank_reproduces_its_outputs(lora_export):
 def test_exported_folder_loads_with_peft_from_pretrained(runs, lora_export):
     from peft import PeftModel
 
-    from peftbench.models import load_model
+    from peftbench.engine.models import load_model
 
     out, _ = lora_export
     tokens = torch.tensor([[5, 17, 42, 99, 7, 3]])
@@ -334,8 +335,8 @@ def test_a_crash_while_writing_leaves_no_folder(runs, tmp_path, monkeypatch):
         (folder / "adapter_model.safetensors").write_bytes(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ex, "write_lora", broken)
-    monkeypatch.setattr(ex, "score_on_test", lambda *args: 0.0)  # not what is tested here
+    monkeypatch.setattr(pipeline, "write_lora", broken)
+    monkeypatch.setattr(pipeline, "score_on_test", lambda *args: 0.0)  # not what is tested here
     with pytest.raises(RuntimeError, match="disk full"):
         ex.export_lora(runs("lora"), tmp_path / "out", 8, progress=False)
     assert only_entry(tmp_path) == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from peftbench.engine.models import load_model
 from peftbench.errors import UserError
 from peftbench.methods import (
     all_methods,
@@ -19,7 +20,6 @@ from peftbench.methods import (
     parse_overrides,
 )
 from peftbench.methods.capabilities import CAPABILITY_KEYS, derive_peft_capabilities, peft_types
-from peftbench.models import load_model
 
 PEFTBENCH = str(Path(sys.executable).with_name("peftbench"))
 

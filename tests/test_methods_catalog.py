@@ -20,10 +20,10 @@ from methods_helpers import (  # noqa: E402
     train_briefly,
 )
 
-from peftbench.batching import collate  # noqa: E402
+from peftbench.engine.batching import collate  # noqa: E402
+from peftbench.engine.models import load_model, tiny_tokenizer  # noqa: E402
 from peftbench.errors import UserError  # noqa: E402
 from peftbench.methods import all_methods, get_method  # noqa: E402
-from peftbench.models import load_model, tiny_tokenizer  # noqa: E402
 
 MODELS = {"causal-lm": "tiny-llama", "seq-cls": "tiny-bert"}
 NAMES = [m.name for m in all_methods()]

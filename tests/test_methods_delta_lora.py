@@ -13,10 +13,10 @@ from torch.func import functional_call
 sys.path.insert(0, str(Path(__file__).parent))
 from methods_helpers import fixed_task, outputs, train_briefly  # noqa: E402
 
-from peftbench.batching import collate  # noqa: E402
+from peftbench.engine.batching import collate  # noqa: E402
+from peftbench.engine.models import load_model  # noqa: E402
 from peftbench.errors import UserError  # noqa: E402
 from peftbench.methods import get_method  # noqa: E402
-from peftbench.models import load_model  # noqa: E402
 
 WARMUP, RATIO, STEPS, LR = 2, 0.5, 6, 1e-2
 OVERRIDES = {"warmup_steps": WARMUP, "update_ratio": RATIO, "r": 4, "lora_alpha": 8,

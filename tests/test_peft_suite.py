@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from peftbench.engine.experiment import run_experiment
+from peftbench.engine.peft_suite import read_experiment_folder
+from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.errors import UserError
-from peftbench.experiment import run_experiment
-from peftbench.peft_suite import read_experiment_folder
-from peftbench.spec import ExperimentSpec, TrainParams
 
 SUITE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "peft-method-comparison"
 FOLDERS = sorted(p.parent for p in (SUITE / "MetaMathQA" / "experiments").glob("*/*/*.json"))

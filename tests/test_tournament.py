@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from peftbench.engine.results import read_result
+from peftbench.engine.spec import TrainParams
 from peftbench.errors import UserError
-from peftbench.executors import InlineExecutor
-from peftbench.results import read_result
-from peftbench.spec import TrainParams
 from peftbench.tournament import (
     Tournament,
     TournamentConfig,
@@ -26,6 +25,7 @@ from peftbench.tournament import (
     resolve_methods,
     search_spec,
 )
+from peftbench.tournament.executors import InlineExecutor
 
 TINY_TRAIN = {"max_steps": 6, "batch_size": 8, "eval_every": 3, "max_new_tokens": 8,
               "forgetting_samples": 0, "eval_batch_size": 16, "max_seq_length": 64,
@@ -35,7 +35,8 @@ ARITH_SMALL = {"n_train": 48, "n_valid": 8, "n_test": 8}
 
 def tiny_config(**overrides) -> TournamentConfig:
     fields = {"model": "tiny-llama", "task": "arith", "task_options": dict(ARITH_SMALL),
-              "methods": ["lora", "ia3"], "lr_points": 2, "train": TrainParams(**TINY_TRAIN)}
+              "methods": ["lora", "ia3"], "lr_points": 2, "train": TrainParams(**TINY_TRAIN),
+              "lr_extend": 0}  # the grid extension has its own test
     fields.update(overrides)
     return TournamentConfig(**fields)
 
@@ -218,7 +219,7 @@ def test_nan_rate_is_a_failed_run_and_the_technique_keeps_its_good_rate(tmp_path
 
 def test_analysis_reports_the_final_runs_not_the_tuning_runs(tmp_path):
     from peftbench.analysis import aggregate, load_results
-    from peftbench.report import write_report
+    from peftbench.analysis.report import write_report
 
     outcome = run_tournament(tiny_config(seeds=2), tmp_path)
     write_report([tmp_path], tmp_path / "report")  # a tournament folder is a report input
@@ -240,7 +241,7 @@ def test_analysis_reports_the_final_runs_not_the_tuning_runs(tmp_path):
 def test_results_table_marks_the_pareto_optimal(tmp_path):
     from rich.console import Console
 
-    from peftbench.tournament_cli import results_table
+    from peftbench.cli.display import results_table
 
     cfg = tiny_config(methods=["lora", "ia3", "prompt_tuning"],
                       train=TrainParams(**TINY_TRAIN, eval_base=True))
@@ -270,3 +271,19 @@ def test_time_estimate_adds_up_the_calibrated_parts():
     assert cal.estimate(final_spec(with_base, "lora", 1e-3, 1)) == 28 + 3 * 2
     plan = make_plan(cfg, "causal-lm")  # 2 techniques x (2 search + 1 final)
     assert estimate_seconds(plan, cal) == 2 * (2 * 19 + 28)
+
+
+def test_a_best_rate_at_the_grid_edge_extends_the_grid(tmp_path):
+    # on a tiny random model validation ties at 0, so the lower training loss decides: the
+    # larger of two tiny rates wins, at the top edge, and the grid grows upwards
+    cfg = tiny_config(methods=["lora"], lr_grid=[1e-6, 1e-5], lr_extend=1)
+    outcome = run_tournament(cfg, tmp_path)
+    lora = outcome.techniques["lora"]
+    assert lora.extended == [pytest.approx(1e-4)]
+    assert sorted(r.spec.train.lr for r in lora.search) == pytest.approx([1e-6, 1e-5, 1e-4])
+    manifest = json.loads((tmp_path / "tournament.json").read_text())
+    assert manifest["techniques"]["lora"]["extended"] == pytest.approx([1e-4])
+    # capped: no more than lr_extend extra rates, and none when the cap is 0
+    none = run_tournament(tiny_config(methods=["lora"], lr_grid=[1e-6, 1e-5], lr_extend=0),
+                          tmp_path / "capped")
+    assert none.techniques["lora"].extended == []

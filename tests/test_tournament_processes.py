@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from peftbench.executors import LocalExecutor, run_in_subprocess
-from peftbench.results import read_result
-from peftbench.spec import ExperimentSpec, TrainParams
+from peftbench.engine.results import read_result
+from peftbench.engine.spec import ExperimentSpec, TrainParams
+from peftbench.tournament.executors import LocalExecutor, run_in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_TRAIN = TrainParams(max_steps=4, batch_size=8, eval_every=4, max_new_tokens=6,
@@ -54,7 +54,7 @@ def workers_alive(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "peftbench.worker" in cmdline and marker in cmdline:
+        if "peftbench.engine.worker" in cmdline and marker in cmdline:
             found.append(proc)
     return found
 
@@ -260,7 +260,7 @@ def test_ray_executor_on_a_local_cluster(tmp_path):
 
 
 def test_concurrent_local_runs_share_the_cores():
-    from peftbench.executors import _worker_env, threads_per_run
+    from peftbench.tournament.executors.local import _worker_env, threads_per_run
 
     assert threads_per_run(1) is None  # one run at a time keeps every core
     cores = os.cpu_count() or 1

@@ -64,6 +64,10 @@ class Method:
     family: str = "peft"
     curated: bool = True
     merge_needs_bias: bool = False  # merging folds into the adapted layers' biases
+    #: capabilities (keys of `capabilities.CAPABILITY_KEYS`) of an entry that peftbench's
+    #: capability table does not list, such as a technique from another package; they override
+    #: those of its PEFT type (see `capabilities.method_capabilities`)
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ applicability
 
@@ -199,9 +203,9 @@ class Method:
 
     def can_merge(self, model: nn.Module) -> bool:
         """Whether the trained adapter can be folded into the base weights."""
-        from peftbench.methods.capabilities import all_capabilities
+        from peftbench.methods.capabilities import method_capabilities
 
-        caps = all_capabilities().get(self.name, {})
+        caps = method_capabilities(self)
         if not (caps.get("merge", True) and hasattr(model, "merge_and_unload")):
             return False
         if self.merge_needs_bias:

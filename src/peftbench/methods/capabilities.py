@@ -87,9 +87,31 @@ def capabilities(name: str) -> dict[str, Any]:
     """
     key = name.strip().lower()
     table = all_capabilities()
-    if key not in table:
-        raise UserError(f"unknown method '{name}'; see `peftbench methods` for the catalog")
-    return {k: _copy(v) for k, v in table[key].items() if k in CAPABILITY_KEYS}
+    if key in table:
+        caps = table[key]
+    else:  # a technique registered from another package, or an alias; else a UserError
+        from peftbench.methods import get_method
+
+        caps = method_capabilities(get_method(name))
+    return {k: _copy(v) for k, v in caps.items() if k in CAPABILITY_KEYS}
+
+
+#: what a technique outside PEFT can do when its entry states nothing
+NO_CAPABILITIES: dict[str, Any] = {"merge": False, "multi_adapter": False, "layers": [],
+                                   "quantized": [], "lora_convertible": False,
+                                   "prompt_only": False}
+
+
+def method_capabilities(method: Any) -> dict[str, Any]:
+    """The capabilities of catalog entry ``method`` (a `Method`): its row of the table, else
+    (an entry the table does not know) those of its PEFT type, or `NO_CAPABILITIES` outside
+    PEFT, with the entry's own ``capabilities`` over them."""
+    table = all_capabilities()
+    if method.name in table:
+        return table[method.name]
+    caps = dict(table.get((method.peft_type or "").lower(), NO_CAPABILITIES))
+    caps.update({k: v for k, v in method.capabilities.items() if k in CAPABILITY_KEYS})
+    return caps
 
 
 def capability_note(name: str) -> str:

@@ -4,8 +4,9 @@ The contestants are discovered from PEFT's own mapping (through the capability s
 `capabilities.py`), so a new PEFT release brings its new techniques with PEFT's own defaults.
 `CURATED` adds, per technique: defaults sensible on small and large models (sizes fitted to the
 adapted layers), a default learning rate and where it comes from, a one-line description, and
-the model kinds it cannot serve with the reason. LoRA variants, optimizer-based techniques,
-Delta-LoRA and full fine-tuning are entries of their own.
+the model kinds it cannot serve with the reason. LoRA variants, optimizer-based techniques
+and full fine-tuning are entries of their own; Delta-LoRA registers itself from its own package
+(`peftbench.methods.delta_lora`), as a technique from another package would.
 
 Learning-rate sources: ``SUITE`` is PEFT's method comparison (MetaMathQA on Llama-3.2-3B,
 ``experiments/<method>/<experiment>/training_params.json``; an experiment without that file uses
@@ -239,9 +240,9 @@ PEFT_ENTRIES: list[Method] = [
 
 
 def _variants() -> list[Method]:
-    """LoRA variants, optimizer-based techniques and peftbench's own entries."""
+    """LoRA variants, optimizer-based techniques and full fine-tuning (Delta-LoRA registers
+    itself: `peftbench.methods.delta_lora`)."""
     from peftbench.methods.adaptive_rank import AdaLoraMethod
-    from peftbench.methods.delta_lora.method import DeltaLoraMethod
     from peftbench.methods.full import FullFineTuning
     from peftbench.methods.lora_init import ResidualInitLora
     from peftbench.methods.optimizers import LoraFaMethod, LoraPlusMethod
@@ -280,7 +281,6 @@ def _variants() -> list[Method]:
         QLoraMethod(name="qlora", description="QLoRA: LoRA on a 4-bit NF4-quantized base "
                     "(bitsandbytes; Dettmers et al., 2023).", defaults=dict(LORA_DEFAULTS),
                     **lora),
-        DeltaLoraMethod(),
         FullFineTuning(),
     ]
 
@@ -293,7 +293,7 @@ def _fields_of(entries: list[Method], name: str) -> dict:
 
 
 def curated_methods() -> dict[str, Method]:
-    """Every curated entry by name (PEFT techniques and peftbench's own)."""
+    """Every curated entry by name (PEFT techniques and peftbench's own but Delta-LoRA)."""
     table = {m.name: m for m in PEFT_ENTRIES}
     table.update({m.name: m for m in _variants()})
     return table

@@ -1,19 +1,14 @@
 """The catalog as rows: for the `peftbench methods` table, its JSON, and the README's table.
 
-Without a model the rows need neither torch nor PEFT (fast). With a model, each applicable
-technique is built on it once to count its trainable parameters; the counts are cached per
-(PEFT and transformers releases, model, targets) because building every technique on a real
-model takes a while.
+The rows need neither torch nor PEFT (fast). Trainable-parameter counts on a model need the
+model, so the engine measures them (`peftbench.engine.counts.trainable_counts`) and callers pass
+them to `markdown_table`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-from peftbench.errors import UserError
 from peftbench.methods import all_methods, capabilities, capability_note
 from peftbench.methods.base import ModelKind
 
@@ -67,43 +62,6 @@ def filter_rows(rows: list[dict[str, Any]], *, merge: bool | None = None,
     return out
 
 
-def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = None,
-                     names: list[str] | None = None) -> dict[str, int | str]:
-    """Trainable parameters of each technique's default config on ``model_name`` (or why it
-    cannot apply), cached per PEFT and transformers release, model and targets (whether a
-    technique applies to a model can depend on both releases)."""
-    import importlib.metadata
-
-    from peftbench.methods import get_method
-    from peftbench.methods.capabilities import installed_peft_version
-    from peftbench.models import cache_dir, load_model
-
-    transformers = importlib.metadata.version("transformers")
-    releases = f"{installed_peft_version()}-transformers{transformers}"
-    path = cache_dir() / "method-counts" / (
-        f"{releases}--{model_name.replace('/', '_')}--{kind}--{targets or 'attention'}.json")
-    cached = _read(path)
-    wanted = names or [m.name for m in all_methods()]
-    for name in wanted:
-        if name in cached:
-            continue
-        method = get_method(name)
-        reason = method.why_not(kind)
-        if reason:
-            cached[name] = reason
-            continue
-        model = load_model(model_name, kind, seed=0).model
-        try:
-            built = method.build(model, kind, targets, {})
-        except UserError as exc:
-            cached[name] = str(exc)
-            continue
-        cached[name] = sum(p.numel() for p in built.parameters() if p.requires_grad)
-        _write(path, cached)
-    _write(path, cached)
-    return {n: cached[n] for n in wanted}
-
-
 def markdown_table(rows: list[dict[str, Any]], counts: dict[str, int | str] | None = None,
                    model_name: str = "") -> str:
     """The catalog as a Markdown table (the README's technique table)."""
@@ -132,20 +90,3 @@ def _kind_text(row: dict[str, Any]) -> str:
 
 def _yes(flag: bool) -> str:
     return "✓" if flag else ""
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass

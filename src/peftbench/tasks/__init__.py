@@ -1,18 +1,30 @@
-"""Task registry: `get_task("arith")`, `get_task("jsonl:my.jsonl", {...})`.
+"""Task registry: `get_task("arith")`, `get_task("jsonl:my.jsonl", {...})`, `register_task`.
 
-Importing this package imports every task module so that each registers itself.
+Importing this package imports every task module so that each registers itself; installed
+packages add tasks through the entry point group ``peftbench.tasks``.
 """
 
 from peftbench.tasks import arith, gsm8k, sst2, user_data  # noqa: F401  (they register)
-from peftbench.tasks.base import SPLITS, Example, Task, get_task, register, task_names
+from peftbench.tasks.base import (
+    ENTRY_POINT_GROUP,
+    SPLITS,
+    Example,
+    Task,
+    get_task,
+    register,
+    register_task,
+    task_names,
+)
 from peftbench.tasks.general_text import load_general_text
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "SPLITS",
     "Example",
     "Task",
     "get_task",
     "load_general_text",
     "register",
+    "register_task",
     "task_names",
 ]

@@ -1,7 +1,9 @@
 """What a task is: three splits of examples, a prompt format, and a scoring rule.
 
-A task family is one module in this package that registers itself with `register`. The engine
-only talks to the `Task` interface below, so adding a task never touches the training loop.
+A task family is one module in this package that registers itself with `register_task` (or
+its decorator form `register`); other packages add theirs the same way or through an entry
+point in the group ``peftbench.tasks`` (see docs/extending.md). The engine only talks to the
+`Task` interface below, so adding a task never touches the training loop.
 
 Two kinds of tasks exist:
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from peftbench.errors import UserError
+from peftbench.registry import Registry
 
 SPLITS = ("train", "validation", "test")
 
@@ -70,32 +73,63 @@ class Task(ABC):
 
 
 TaskFactory = Callable[[str, dict[str, Any]], Task]
-_REGISTRY: dict[str, TaskFactory] = {}
+
+#: the entry point group through which installed packages add tasks
+ENTRY_POINT_GROUP = "peftbench.tasks"
 
 
-def register(name: str) -> Callable[[TaskFactory], TaskFactory]:
-    """Register a factory ``(argument, options) -> Task`` under ``name``.
+def _as_factory(name: str, loaded: Any) -> TaskFactory:
+    if not callable(loaded):
+        raise UserError(f"the task '{name}' is registered as {loaded!r}, which is not a "
+                        "function (argument, options) -> Task")
+    return loaded
+
+
+_REGISTRY: Registry[TaskFactory] = Registry(
+    "task", group=ENTRY_POINT_GROUP, convert=_as_factory,
+    unknown="unknown task '{name}'; known: {known}")
+
+
+def register_task(factory_or_name: TaskFactory | str, name: str | None = None, *,
+                  replace: bool = False) -> Any:
+    """Register a task factory ``(argument, options) -> Task`` under ``name``.
 
     ``argument`` is the part after ``NAME:`` in a task string (``jsonl:data.jsonl`` gives
-    ``data.jsonl``), empty when there is none.
+    ``data.jsonl``), empty when there is none; ``options`` are the task options (a dict).
+    ``register_task(factory, "name")`` registers a function, ``register_task("package.module:
+    attribute", "name")`` one imported on first use, and ``@register_task("name")`` decorates
+    one. A taken name raises `ValueError` unless ``replace``.
     """
+    if name is None:
+        if not isinstance(factory_or_name, str):
+            raise TypeError("register_task needs a name")
+        return register(factory_or_name, replace=replace)
+    if not (callable(factory_or_name) or isinstance(factory_or_name, str)):
+        raise TypeError(f"a task factory is a function (argument, options) -> Task, not "
+                        f"{factory_or_name!r}")
+    _REGISTRY.register(name, factory_or_name, replace=replace)
+    return factory_or_name
+
+
+def register(name: str, *, replace: bool = False) -> Callable[[TaskFactory], TaskFactory]:
+    """Decorator: register a factory ``(argument, options) -> Task`` under ``name`` (see
+    `register_task`)."""
 
     def deco(factory: TaskFactory) -> TaskFactory:
-        _REGISTRY[name] = factory
+        register_task(factory, name, replace=replace)
         return factory
 
     return deco
 
 
 def task_names() -> list[str]:
-    """Names of all registered task families."""
-    return sorted(_REGISTRY)
+    """Names of all registered task families (built-in and from installed packages)."""
+    return _REGISTRY.names()
 
 
 def get_task(spec: str, options: dict[str, Any] | None = None) -> Task:
-    """Build the task named by ``spec`` (``arith``, ``gsm8k``, ``jsonl:PATH``, ...)."""
+    """Build the task named by ``spec`` (``arith``, ``gsm8k``, ``jsonl:PATH``, ...); an
+    unknown name is a `UserError` that suggests the closest name."""
     name, _, argument = spec.partition(":")
     factory = _REGISTRY.get(name)
-    if factory is None:
-        raise UserError(f"unknown task '{name}'; known: {', '.join(task_names())}")
     return factory(argument, dict(options or {}))

@@ -1,0 +1,5 @@
+"""`python -m peftbench.cli`: the command line."""
+
+from peftbench.cli import main
+
+main()

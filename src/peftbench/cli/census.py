@@ -1,0 +1,80 @@
+"""`peftbench census`: how often model cards and code name each PEFT technique."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from peftbench import census
+from peftbench.cli.display import census_progress, print_census_report
+from peftbench.cli.options import add_verb
+from peftbench.engine.results import atomic_write_json
+
+EXAMPLES = [
+    "peftbench census --limit 10000",
+    "peftbench census --code path/to/repo --out code-census.json --chart code-census.png",
+    "peftbench census --cards cards.parquet --source tags --source library_name",
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `census` verb to ``app``."""
+    add_verb(app, "census", census_command, EXAMPLES)
+
+
+def census_command(
+    cards: Annotated[str | None, typer.Option(
+        help="Model cards: a Hub data set id, or a local Parquet/JSONL file or folder in its "
+        f"schema. Default: {census.HUB_DATASET} (streamed) unless --code is given.")] = None,
+    code: Annotated[Path | None, typer.Option(
+        help="A folder of source files (.py, .ipynb) to scan for `from peft import "
+        "XxxConfig` and `peft.XxxConfig(`.")] = None,
+    out: Annotated[Path, typer.Option(help="JSON file for counts and shares.")] = Path(
+        "census.json"),
+    chart: Annotated[Path, typer.Option(help="Bar chart (.png, .svg or .pdf).")] = Path(
+        "census.png"),
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many cards.")]
+    = None,
+    source: Annotated[list[str] | None, typer.Option(
+        help="Where to look in a card (repeatable): " + ", ".join(census.CARD_SOURCES)
+        + " \\[default: all].")] = None,
+    text_column: Annotated[str, typer.Option(help="Column holding the card text.")] = "card",
+    tags_column: Annotated[str | None, typer.Option(
+        help="Column holding the tags \\[default: tags, if present].")] = None,
+    library_column: Annotated[str | None, typer.Option(
+        help="Column holding library_name \\[default: library_name, if present].")] = None,
+) -> None:
+    """Count the PEFT techniques named in model cards and used in code; JSON + bar chart."""
+    if cards is None and code is None:
+        cards = census.HUB_DATASET
+    census.chart_format(chart)
+    sources = list(source or census.CARD_SOURCES)
+    columns = census.CardColumns(text_column, tags_column, library_column)
+    inputs: dict[str, Any] = {"cards": cards, "code": str(code) if code else None,
+                              "limit": limit, "sources": sources}
+    console = Console(stderr=True)
+    card_tally = _run_cards(console, cards, sources, columns, limit) if cards else None
+    code_tally = _run_code(console, code) if code else None
+    report = census.census_report(card_tally, code_tally, inputs)
+    census.plot_census(report, chart)
+    atomic_write_json(out, report)
+    print_census_report(Console(), report)
+    Console().print(f"wrote {out} and {chart}")
+
+
+def _run_cards(console: Console, cards: str, sources: list[str],
+               columns: census.CardColumns, limit: int | None) -> census.Tally:
+    total = census.count_cards(cards)
+    if limit is not None:
+        total = min(total, limit) if total is not None else limit
+    with census_progress(console, f"cards ({cards})", total) as advance:
+        return census.census_cards(cards, sources=sources, columns=columns, limit=limit,
+                                   on_item=advance)
+
+
+def _run_code(console: Console, folder: Path) -> census.Tally:
+    with census_progress(console, f"files ({folder})", None) as advance:
+        return census.census_code(folder, on_item=advance)

@@ -1,0 +1,413 @@
+"""What the verbs print: the Rich consoles, tables and progress displays they share.
+
+Verb modules handle arguments and call the engine; the code that turns what comes back into
+tables, bars and summary lines is here, one section per verb.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+# stderr: the run and tournament messages share the engine's console with its progress bars
+from peftbench.engine.progress import console, make_progress
+
+if TYPE_CHECKING:
+    from peftbench.export import ExportReport
+
+__all__ = [
+    "TournamentDisplay",
+    "census_progress",
+    "console",
+    "err_console",
+    "plan_summary",
+    "plan_table",
+    "print_census_report",
+    "print_export_report",
+    "print_methods_table",
+    "results_table",
+    "run_summary_line",
+]
+
+#: errors from `peftbench.cli.main`: one line on stderr
+err_console = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------------------------
+# `peftbench run`
+
+
+def run_summary_line(info: dict[str, Any]) -> str:
+    """One finished run's figures as one Rich-markup line."""
+
+    def fmt(value: Any, spec: str) -> str:
+        return format(value, spec) if isinstance(value, int | float) else "n/a"
+
+    return (f"[bold green]done:[/] test {info.get('test_metric')} "
+            f"{fmt(info.get('test_score'), '.3f')}"
+            f" (base {fmt(info.get('base_test_score'), '.3f')}), "
+            f"train {fmt(info.get('train_time'), '.0f')} s, "
+            f"{fmt(info.get('tokens_per_sec'), '.0f')} tok/s, "
+            f"peak memory {fmt((info.get('peak_memory') or 0) / 2**20, '.0f')} MiB, "
+            f"forgetting {fmt(info.get('forgetting'), '+.3f')}, "
+            f"trainable {fmt(info.get('num_trainable_params'), ',')}")
+
+
+# --------------------------------------------------------------------------------------------
+# `peftbench tournament`
+
+
+def plan_table(plan: Any) -> Table:
+    """The grid before it runs: techniques and the rates each will try."""
+    cfg = plan.cfg
+    table = Table(title=f"Tournament plan: {cfg.model} on {cfg.task}")
+    table.add_column("technique")
+    table.add_column("learning rates searched")
+    table.add_column("note")
+    for row in plan.rows():
+        table.add_row(*row)
+    return table
+
+
+def plan_summary(plan: Any, calibration: Any, out: Path) -> str:
+    """Run counts, the time estimate and where results go, as one paragraph."""
+    from peftbench.tournament import estimate_seconds
+
+    rungs = " → ".join(str(s) for s in plan.rungs)
+    text = (f"{plan.search_runs()} search runs (steps per rung: {rungs}), "
+            f"{plan.final_runs()} final runs ({plan.cfg.seeds} seed(s) each) → {out}/")
+    if calibration is not None:
+        text += (f"; estimated {_duration(estimate_seconds(plan, calibration))} "
+                 f"(calibration: {calibration.step:.2f} s/step, "
+                 f"{calibration.validation:.1f} s/validation, "
+                 f"{calibration.startup:.1f} s start-up per run)")
+    return text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+class TournamentDisplay:
+    """Rich bars: one overall (runs done / failed / remaining, ETA), one per running run."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = make_progress(enabled)
+        self.overall: Any = None
+        self.current: dict[str, Any] = {}
+        self.done = self.failed = 0
+        self.total = 0
+
+    def __enter__(self) -> TournamentDisplay:
+        self.progress.__enter__()
+        self.overall = self.progress.add_task("tournament", total=0, info="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def stage(self, name: str, total: int) -> None:
+        """A stage adds its runs to the overall bar."""
+        self.total += total
+        self.progress.update(self.overall, total=self.total, description=f"tournament: {name}")
+        self._info()
+
+    def started(self, spec: Any) -> None:
+        """A bar for the new run."""
+        self.current[spec.content_hash()] = self.progress.add_task(
+            f"  {spec.display_name()}", total=spec.train.steps_to_run(), info="starting")
+
+    def event(self, spec: Any, event: dict[str, Any]) -> None:
+        """Show the run's current phase (train, validation, test) and its progress."""
+        task = self.current.get(spec.content_hash())
+        if task is None or "description" not in event:
+            return
+        self.progress.update(task, total=event.get("total") or 1,
+                             completed=event.get("completed", 0),
+                             info=f"{event['description']} {event.get('info') or ''}".strip())
+
+    def finished(self, record: Any) -> None:
+        """Count the run; drop its bar."""
+        self.done += 1
+        self.failed += record.status != "success"
+        task = self.current.pop(record.spec.content_hash(), None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.update(self.overall, completed=self.done)
+        self._info()
+
+    def _info(self) -> None:
+        remaining = self.total - self.done
+        self.progress.update(self.overall, info=f"{self.done - self.failed} ok, {self.failed} "
+                             f"failed, {remaining} to go")
+
+
+def results_table(outcome: Any) -> Table:
+    """Per technique: chosen rate, test score with its 95% interval, memory, time, size,
+    parameters, forgetting, and the techniques it beats significantly (paired on the test
+    items); ★ when nothing beats it beyond the noise (test score ↑ vs peak memory ↓), ☆ when
+    its edge is within the noise."""
+    from peftbench.analysis import (
+        FRONTIER,
+        NEAR,
+        aggregate,
+        frontier_status,
+        get_metric,
+        parse_metric_spec,
+    )
+    from peftbench.analysis.pareto import TIE_TOLERANCE, score_comparisons
+    from peftbench.engine.results import summarize
+
+    runs = [summarize(r.result, str(r.path)) for t in outcome.techniques.values()
+            for r in t.finals]
+    aggs = {a.technique: a for a in aggregate(runs, level="technique")}
+    specs = [parse_metric_spec("peak_memory"), parse_metric_spec("test_score")]
+    ordered = [aggs[m] for m in outcome.techniques if m in aggs and aggs[m].n]
+    status = dict(zip([a.technique for a in ordered], frontier_status(ordered, specs),
+                      strict=True))
+    comparisons = score_comparisons(ordered)
+    beats = {a.technique: [ordered[j].technique for j in range(len(ordered))
+                           if (i, j) in comparisons and comparisons[(i, j)].significant
+                           and comparisons[(i, j)].difference > 0]
+             for i, a in enumerate(ordered)}
+    base = [r.train_info.get("base_test_score") for t in outcome.techniques.values()
+            for r in t.finals if r.train_info.get("base_test_score") is not None]
+    base_note = f"; base model test score {base[0]:.3f}" if base else ""
+    items = next((len(a.test_items[0]) for a in ordered if a.test_items), 0)
+    table = Table(title="Tournament results (final runs; rates chosen on validation)",
+                  caption=f"test score [95% interval from {items} test items and the seeds]; "
+                  "★ nothing beats it beyond the noise on test score ↑ and peak memory ↓ "
+                  f"(scores paired item by item, Holm-corrected; memory within "
+                  f"{TIE_TOLERANCE['peak_memory']:.0%} ties); ☆ its edge is within the noise; "
+                  f"peak memory = the training phase's (weights + trainable state + "
+                  f"activations){base_note}")
+    for name in ["", "technique", "best lr", *[get_metric(m).label for m in METRICS_SHOWN],
+                 "significantly better than", "seeds"]:
+        table.add_column(name, justify="left" if name in ("", "technique") else "right")
+    for method, tech in sorted(outcome.techniques.items(),
+                               key=lambda kv: _sort_key(aggs.get(kv[0]))):
+        agg = aggs.get(method)
+        if agg is None or not agg.n:
+            why = tech.note or "; ".join(sorted({r.error for r in tech.finals if r.error}))
+            table.add_row("✗", method, _lr(tech.chosen_lr), f"failed: {why}"[:80],
+                          *[""] * len(METRICS_SHOWN), "0")
+            continue
+        mark = {FRONTIER: "★", NEAR: "☆"}.get(status.get(method, ""), "")
+        table.add_row(mark, method, _lr(tech.chosen_lr), *_cells(agg),
+                      ", ".join(beats.get(method, [])) or "—", str(agg.n))
+    return table
+
+
+METRICS_SHOWN = ["test_score", "peak_memory", "train_time", "file_size", "trainable_params",
+                 "forgetting"]
+
+
+def _cells(agg: Any) -> list[str]:
+    """The shown metrics of one technique: intervals from the items, else ± over seeds."""
+    from peftbench.analysis import format_value, get_metric
+
+    cells = []
+    for name in METRICS_SHOWN:
+        metric = get_metric(name)
+        text = format_value(metric, agg.value(name))
+        if name in agg.bounds:
+            low, high = agg.bounds[name]
+            text += f" [{format_value(metric, low)}, {format_value(metric, high)}]"
+        elif agg.n > 1 and agg.value(name) is not None:
+            text += f" ± {format_value(metric, agg.ci.get(name, 0.0))}"
+        cells.append(text)
+    return cells
+
+
+def _sort_key(agg: Any) -> float:
+    value = agg.value("test_score") if agg is not None and agg.n else None
+    return -value if value is not None else math.inf
+
+
+def _lr(lr: float | None) -> str:
+    return f"{lr:g}" if lr is not None else "—"
+
+
+# --------------------------------------------------------------------------------------------
+# `peftbench methods`
+
+
+def print_methods_table(rows: list[dict], kind: str | None, with_counts: bool) -> None:
+    """The catalog rows as a Rich table on stdout (a description column when wide enough),
+    then how many there are and how many apply to the model."""
+    stdout = Console()
+    wide = stdout.width >= 140 or not stdout.is_terminal
+    if not stdout.is_terminal:
+        stdout = Console(width=200)
+    table = Table(show_lines=False, pad_edge=False)
+    columns = ["technique", "kinds", "merge", "multi", "layers", "quantized", "→LoRA", "lr"]
+    for column in columns + (["description"] if wide else []):
+        table.add_column(column, no_wrap=column != "description", overflow="fold")
+    if with_counts:
+        table.add_column("trainable", justify="right")
+    for row in rows:
+        kinds = ",".join(k.split("-")[0] for k, ok in row["applies"].items() if ok) or "—"
+        cells = [row["name"], kinds, _mark(row["merge"]), _mark(row["multi_adapter"]),
+                 ",".join(row["layers"]) or ("prompt" if row["prompt_only"] else "—"),
+                 _quant(row["quantized"]), _mark(row["lora_convertible"]),
+                 f"{row['default_lr']:g}"] + ([row["description"]] if wide else [])
+        if with_counts:
+            value = row.get("trainable_parameters")
+            cells.append(f"{value:,}" if value else "n/a: " + row["why_not"].get(kind, ""))
+        table.add_row(*cells)
+    stdout.print(table)
+    usable = sum(1 for r in rows if r.get("applicable", True))
+    stdout.print(f"{len(rows)} techniques" + (f", {usable} apply to this model" if kind else ""))
+
+
+def _mark(flag: bool) -> str:
+    return "yes" if flag else ""
+
+
+def _quant(backends: list[str]) -> str:
+    if len(backends) > 3:
+        return ",".join(backends[:2]) + f",+{len(backends) - 2}"
+    return ",".join(backends) or "—"
+
+
+# --------------------------------------------------------------------------------------------
+# `peftbench census`
+
+
+@contextmanager
+def census_progress(console: Console, what: str,
+                    total: int | None) -> Iterator[Callable[[], None]]:
+    """A transient bar while scanning ``what``; yields the function that counts one item."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"scanning {what}", total=total)
+        yield lambda: progress.advance(task)
+
+
+def print_census_report(console: Console, report: dict[str, Any], top: int = 12) -> None:
+    """Per input (cards, code): the ``top`` techniques, exactly-one and any-mention counts."""
+    for kind in ("cards", "code"):
+        if kind not in report:
+            continue
+        summary = report[kind]
+        table = Table(title=f"PEFT techniques in {summary['scanned']:,} {summary['unit']}: "
+                      f"{summary['exactly_one_total']:,} name exactly one, "
+                      f"{summary['with_any']:,} mention any")
+        for header in ("technique", "exactly one", "share", "any mention", "share"):
+            table.add_column(header, justify="left" if header == "technique" else "right")
+        one = {row["technique"]: row for row in summary["exactly_one"]}
+        for row in summary["any_mention"][:top]:
+            single = one.get(row["technique"], {"count": 0, "share": 0.0})
+            table.add_row(row["name"], f"{single['count']:,}", f"{single['share']:.1%}",
+                          f"{row['count']:,}", f"{row['share']:.1%}")
+        console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# `peftbench export`
+
+
+def print_export_report(report: ExportReport, console: Console) -> None:
+    """The verification as Rich tables: scores and sizes, then errors by layer type."""
+    table = Table(title=f"export of {report.method} ({report.mode})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for label, value in _summary_rows(report):
+        table.add_row(label, value)
+    console.print(table)
+    if report.layers:
+        console.print(_layer_table(report))
+    if report.ok:
+        console.print(f"[bold green]exported:[/] {report.out}")
+    else:
+        console.print(f"[bold red]rejected:[/] {report.reason}; report: {report.out}")
+
+
+def _summary_rows(report: ExportReport) -> list[tuple[str, str]]:
+    rows = [
+        (f"test {report.metric}", f"{report.score_before:.4f} → {report.score_after:.4f} "
+                                  f"(ratio {report.score_ratio:.3f}; recorded "
+                                  f"{_num(report.score_recorded, '.4f')})"),
+        ("probe logits", f"max |Δ| {report.probe_max_abs_logit_diff:.2e}, relative "
+                         f"{report.probe_relative_logit_diff:.2e}"),
+        ("checkpoint", f"{_mib(report.size_original_bytes)} → "
+                       f"{_mib(report.size_exported_bytes)}"),
+        ("base weights", _base_line(report.base_model)),
+    ]
+    if report.mode == "lora":
+        ranks = [layer["rank"] for layer in report.layers]
+        rows += [
+            ("rank", f"requested {report.rank_requested}; per layer {_span(ranks)}"),
+            ("conversion", str(report.conversion)),
+            ("reconstruction", f"mean {_num(report.mean_relative_error, '.2e')}, max "
+                               f"{_num(report.max_relative_error, '.2e')} (relative, "
+                               f"{len(report.layers)} layers)"),
+        ]
+        if report.heads:
+            rows.append(("shipped whole", ", ".join(report.heads)))
+        if report.dropped:
+            names = ", ".join(d["name"] for d in report.dropped[:3])
+            rows.append(("dropped", f"{len(report.dropped)} changed tensors LoRA cannot carry "
+                                    f"({names}{', …' if len(report.dropped) > 3 else ''})"))
+        rows.append(("vLLM", _vllm_line(report.vllm or {})))
+    if report.min_score_ratio is not None:
+        rows.append(("--min-score-ratio", f"{report.min_score_ratio} → {report.status}"))
+    return rows
+
+
+def _layer_table(report: ExportReport) -> object:
+    """Errors grouped by layer type (q_proj, …): count, ranks, mean and max error."""
+    groups: dict[str, list[dict]] = {}
+    for layer in report.layers:
+        groups.setdefault(layer["name"].rpartition(".")[2], []).append(layer)
+    table = Table(title="relative reconstruction error ||ΔW − B·A||_F / ||ΔW||_F")
+    for column in ("layer", "count", "rank", "mean error", "max error", "SVD bound (mean)"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for leaf, layers in sorted(groups.items()):
+        errors = [la["relative_error"] for la in layers]
+        table.add_row(leaf, str(len(layers)), _span([la["rank"] for la in layers]),
+                      f"{sum(errors) / len(errors):.2e}",
+                      f"{max(errors):.2e}",
+                      f"{sum(la['svd_bound'] for la in layers) / len(layers):.2e}")
+    return table
+
+
+def _base_line(base: dict) -> str:
+    where = base.get("path")
+    return f"{base.get('name')} ({base.get('source')}{': ' + str(where) if where else ''})"
+
+
+def _vllm_line(vllm: dict) -> str:
+    if vllm.get("problems"):
+        return "[red]not loadable[/]: " + "; ".join(vllm["problems"])
+    notes = "; ".join(vllm.get("notes") or [])
+    return f"[green]loadable[/] (--max-lora-rank {vllm.get('max_lora_rank')})" + (
+        f"; {notes}" if notes else "")
+
+
+def _span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def _num(value: float | None, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "n/a"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.2f} MiB"

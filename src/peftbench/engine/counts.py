@@ -1,0 +1,69 @@
+"""Trainable parameters of every technique's default config on a model (`peftbench methods
+--model`, the README's technique table).
+
+Each applicable technique is built once on a freshly loaded model to count its trainable
+parameters; the counts are cached per (PEFT and transformers releases, model, targets) because
+building every technique on a real model takes a while.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from peftbench.engine.models import cache_dir, load_model
+from peftbench.errors import UserError
+from peftbench.methods import all_methods, get_method
+from peftbench.methods.base import ModelKind
+from peftbench.methods.capabilities import installed_peft_version
+
+
+def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = None,
+                     names: list[str] | None = None) -> dict[str, int | str]:
+    """Trainable parameters of each technique's default config on ``model_name`` (or why it
+    cannot apply), cached per PEFT and transformers release, model and targets (whether a
+    technique applies to a model can depend on both releases)."""
+    transformers = importlib.metadata.version("transformers")
+    releases = f"{installed_peft_version()}-transformers{transformers}"
+    path = cache_dir() / "method-counts" / (
+        f"{releases}--{model_name.replace('/', '_')}--{kind}--{targets or 'attention'}.json")
+    cached = _read(path)
+    wanted = names or [m.name for m in all_methods()]
+    for name in wanted:
+        if name in cached:
+            continue
+        method = get_method(name)
+        reason = method.why_not(kind)
+        if reason:
+            cached[name] = reason
+            continue
+        model = load_model(model_name, kind, seed=0).model
+        try:
+            built = method.build(model, kind, targets, {})
+        except UserError as exc:
+            cached[name] = str(exc)
+            continue
+        cached[name] = sum(p.numel() for p in built.parameters() if p.requires_grad)
+        _write(path, cached)
+    _write(path, cached)
+    return {n: cached[n] for n in wanted}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass

@@ -1,0 +1,336 @@
+"""Scoring a model: batched greedy generation, classifier accuracy, the forgetting probe and the
+inference-overhead probe.
+
+Generation runs in batches with left padding and the KV cache (``model.generate``); prompts are
+sorted by length first so that a batch carries little padding, and answers are returned in the
+original order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftbench.engine.batching import Encoded, collate
+from peftbench.engine.measure import synchronize
+from peftbench.engine.train import autocast_context
+from peftbench.tasks.base import Example, Task
+
+Progress = Callable[[int], None] | None
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
+    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+    max_prompt_tokens: int = 512, advance: Progress = None, stop_strings: Sequence[str] = (),
+    use_hf_generate: bool = False,
+) -> list[str]:
+    """Greedy continuations of ``prompts`` (decoded, special tokens dropped), in input order.
+
+    Each sequence ends at EOS, at ``max_new_tokens``, or at the first of ``stop_strings``
+    (the text is cut there, so batched and one-by-one decoding return the same strings).
+    Plain causal LMs decode with `greedy_decode`; prompt-learning PEFT models and anything
+    else unusual (see `own_loop_fits`), or any model with ``use_hf_generate=True``, decode
+    with transformers' ``model.generate`` (`hf_generate`).
+    """
+    model.eval()
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:]
+               for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    answers: list[str] = [""] * len(prompts)
+    decode = hf_generate if use_hf_generate or not own_loop_fits(model) else greedy_decode
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = collate([Encoded(encoded[i], 0) for i in chunk], tokenizer.pad_token_id,
+                        left=True)
+        with autocast_context(device, amp_dtype):
+            rows = decode(model, tokenizer, batch["input_ids"].to(device),
+                          batch["attention_mask"].to(device), max_new_tokens=max_new_tokens,
+                          stop_strings=stop_strings)
+        for i, row in zip(chunk, rows, strict=True):
+            answers[i] = _cut(tokenizer.decode(row, skip_special_tokens=True), stop_strings)
+        if advance:
+            advance(len(chunk))
+    return answers
+
+
+def hf_generate(
+    model: nn.Module, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, *,
+    max_new_tokens: int, stop_strings: Sequence[str],
+) -> list[list[int]]:
+    """The new tokens of each row of a left-padded batch, from ``model.generate`` (greedy).
+
+    The fallback for every model that `greedy_decode` does not take.
+    """
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+        num_beams=1, use_cache=True, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **({"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}),
+    )
+    return out[:, ids.shape[1]:].tolist()
+
+
+def greedy_decode(
+    model: nn.Module, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, *,
+    max_new_tokens: int, stop_strings: Sequence[str],
+) -> list[list[int]]:
+    """The new tokens of each row of a left-padded batch, decoded greedily with the KV cache.
+
+    A row leaves the batch, and the cache, as soon as it ends: at EOS (kept, as
+    ``model.generate`` keeps it), once its text holds one of ``stop_strings``, or at
+    ``max_new_tokens``. Positions follow the attention mask as in ``model.generate``, so a row
+    decodes the same tokens in a batch as alone. Only for models where `own_loop_fits`.
+    """
+    from transformers import DynamicCache
+
+    lm = _causal_lm(model)
+    cache = DynamicCache(config=lm.config)
+    cache_arg = "cache" if "cache" in _forward_params(lm) else "past_key_values"
+    rows = [_Row(tokenizer, stop_strings) for _ in range(len(ids))]
+    live = list(range(len(ids)))  # the row at each batch position
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    inputs = ids
+    for step in range(max_new_tokens):
+        logits = model(input_ids=inputs, attention_mask=mask, position_ids=positions,
+                       use_cache=True, logits_to_keep=1, **{cache_arg: cache}).logits
+        tokens = logits[:, -1].argmax(-1)
+        keep = [j for j, token in enumerate(tokens.tolist()) if not rows[live[j]].add(token)]
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(live):
+            index = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(index)
+            live = [live[j] for j in keep]
+            tokens, mask, positions = tokens[index], mask[index], positions[index]
+        inputs = tokens[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+        positions = positions[:, -1:] + 1
+    return [row.tokens for row in rows]
+
+
+class _Row:
+    """The tokens one sequence has generated so far, and whether it has ended."""
+
+    def __init__(self, tokenizer: Any, stop_strings: Sequence[str]) -> None:
+        self.tokenizer, self.stops = tokenizer, [s for s in stop_strings if s]
+        self.longest = max((len(s) for s in self.stops), default=0)
+        self.tokens: list[int] = []
+        self.checked = 0  # characters of text already searched for stop strings
+
+    def add(self, token: int) -> bool:
+        """Append ``token``; True when the sequence ends with it (EOS or a stop string).
+
+        Only text that is new since the last call (and the few characters before it that a
+        stop string may start in) is searched; an unfinished UTF-8 character at the end,
+        decoded as U+FFFD, is searched again once complete.
+        """
+        self.tokens.append(token)
+        if token == self.tokenizer.eos_token_id:
+            return True
+        if not self.stops:
+            return False
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        fresh = text[max(0, self.checked - self.longest + 1):]
+        self.checked = len(text.rstrip("\ufffd"))
+        return any(stop in fresh for stop in self.stops)
+
+
+# generation-config fields that add a logits processor when set to anything but these values
+_NEUTRAL_GENERATION = {
+    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+    "guidance_scale": 1.0, "remove_invalid_values": False, "bad_words_ids": None,
+    "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+    "forced_eos_token_id": None, "sequence_bias": None, "exponential_decay_length_penalty": None,
+    "watermarking_config": None, "stop_strings": None,
+}
+# non-prompt-learning PEFT types whose forward needs more than the tokens (task ids, offsets)
+_SPECIAL_PEFT_TYPES = {"POLY", "XLORA"}
+
+
+def own_loop_fits(model: nn.Module) -> bool:
+    """Whether `greedy_decode` decodes ``model`` exactly as ``model.generate`` would.
+
+    True for a decoder-only transformers causal LM, bare or with weight-side adapters (LoRA
+    and kin, our own wrappers). False for PEFT prompt learning (prompt tuning, prefix tuning,
+    p-tuning, CPT, cartridges), adaption prompt, aLoRA, Poly and X-LoRA; for models with
+    their own generation inputs, cache or forward arguments; and for generation configs that
+    add logits processors (repetition penalty, suppressed tokens, ...).
+    """
+    from transformers import DynamicCache, GenerationMixin
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    if any(_special_peft(config) for config in _peft_configs(model)):
+        return False
+    lm = _causal_lm(model)
+    if lm is None or getattr(lm.config, "is_encoder_decoder", False):
+        return False
+    params = _forward_params(lm)
+    if not {"position_ids", "logits_to_keep"} <= params or not {"cache", "past_key_values"} \
+            & params:
+        return False
+    supports_cache = getattr(lm, "_supports_default_dynamic_cache", None)
+    if supports_cache is None or not supports_cache():
+        return False
+    if getattr(type(lm), "prepare_inputs_for_generation", None) is not \
+            GenerationMixin.prepare_inputs_for_generation:
+        return False
+    layers = DynamicCache(config=lm.config).layers
+    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
+        return False
+    config = lm.generation_config
+    return all(getattr(config, name, None) in (None, neutral)
+               for name, neutral in _NEUTRAL_GENERATION.items())
+
+
+def _peft_configs(model: nn.Module) -> list[Any]:
+    configs = getattr(model, "peft_config", None)
+    if isinstance(configs, dict):
+        return list(configs.values())
+    return [] if configs is None else [configs]
+
+
+def _special_peft(config: Any) -> bool:
+    peft_type = getattr(config, "peft_type", None)
+    return bool(getattr(config, "is_prompt_learning", False)
+                or getattr(config, "is_adaption_prompt", False)
+                or getattr(config, "alora_invocation_tokens", None) is not None
+                or str(getattr(peft_type, "value", peft_type)).upper() in _SPECIAL_PEFT_TYPES)
+
+
+def _causal_lm(model: nn.Module) -> Any:
+    """The transformers model inside ``model`` (PEFT or our own wrappers), or None."""
+    from transformers import PreTrainedModel
+
+    inner: Any = model
+    for _ in range(4):
+        if isinstance(inner, PreTrainedModel):
+            return inner
+        unwrap = getattr(inner, "get_base_model", None)
+        inner = unwrap() if callable(unwrap) else getattr(inner, "model", None)
+    return None
+
+
+def _forward_params(lm: nn.Module) -> set[str]:
+    return set(inspect.signature(lm.forward).parameters)
+
+
+def _cut(text: str, stop_strings: Sequence[str]) -> str:
+    """``text`` up to (excluding) the first stop string."""
+    for stop in stop_strings:
+        at = text.find(stop)
+        if at >= 0:
+            text = text[:at]
+    return text
+
+
+def score_generation(
+    task: Task, model: nn.Module, tokenizer: Any, examples: Sequence[Example], **kwargs: Any
+) -> tuple[float, list[str]]:
+    """Accuracy of generated answers on ``examples`` and the generations themselves."""
+    if not examples:
+        return 0.0, []
+    kwargs.setdefault("stop_strings", task.stop_strings)
+    outputs = generate(model, tokenizer, [e.prompt for e in examples], **kwargs)
+    correct = sum(task.is_correct(o, e) for o, e in zip(outputs, examples, strict=True))
+    return correct / len(examples), outputs
+
+
+@torch.no_grad()
+def score_classifier(
+    model: nn.Module, features: Sequence[Encoded], *, pad_id: int, batch_size: int,
+    device: torch.device, amp_dtype: torch.dtype | None = None, advance: Progress = None,
+) -> tuple[float, list[int]]:
+    """Accuracy of a sequence classifier (argmax of the logits) and its predictions."""
+    model.eval()
+    predictions: list[int] = []
+    correct = 0
+    for start in range(0, len(features), batch_size):
+        chunk = features[start:start + batch_size]
+        batch = collate(chunk, pad_id)
+        with autocast_context(device, amp_dtype):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        preds = logits.argmax(-1).cpu()
+        predictions.extend(preds.tolist())
+        correct += int((preds == batch["labels"]).sum())
+        if advance:
+            advance(len(chunk))
+    return correct / max(len(features), 1), predictions
+
+
+@torch.no_grad()
+def general_text_loss(
+    model: nn.Module, tokenizer: Any, blocks: Sequence[str], *, max_len: int,
+    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+) -> float:
+    """Mean next-token cross-entropy (nats/token) of a causal LM on ``blocks`` of text.
+
+    The forgetting probe compares this figure before and after fine-tuning.
+    """
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    feats = []
+    for text in blocks:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_len]
+        if len(ids) >= 2:
+            feats.append(Encoded(ids, list(ids)))
+    for start in range(0, len(feats), batch_size):
+        batch = collate(feats[start:start + batch_size], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast_context(device, amp_dtype):
+            logits = model(input_ids=batch["input_ids"],
+                           attention_mask=batch["attention_mask"]).logits
+        # prompt-based techniques prepend virtual tokens: keep the positions of the text
+        logits = logits[:, logits.shape[1] - batch["input_ids"].shape[1]:]
+        shift_logits = logits[:, :-1].float()
+        shift_labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+            ignore_index=-100, reduction="sum",
+        )
+        total_loss += float(loss)
+        total_tokens += int((shift_labels != -100).sum())
+    return total_loss / max(total_tokens, 1)
+
+
+@torch.no_grad()
+def inference_slowdown(
+    model: nn.Module, batch: dict[str, torch.Tensor], *, device: torch.device,
+    amp_dtype: torch.dtype | None = None, repeats: int = 5,
+) -> float | None:
+    """Forward latency with the (unmerged) adapter divided by the base model's latency.
+
+    Both are timed in the same process, interleaved, on the same batch; the median of each is
+    used. Returns None when the model has no adapter to switch off.
+    """
+    if not hasattr(model, "disable_adapter"):
+        return None
+    model.eval()
+    batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+
+    def once() -> float:
+        synchronize(device)
+        t0 = time.perf_counter()
+        with autocast_context(device, amp_dtype):
+            model(**batch)
+        synchronize(device)
+        return time.perf_counter() - t0
+
+    once()
+    with model.disable_adapter():
+        once()
+    with_adapter, base = [], []
+    for _ in range(repeats):
+        with_adapter.append(once())
+        with model.disable_adapter():
+            base.append(once())
+    return statistics.median(with_adapter) / statistics.median(base)

@@ -1,0 +1,156 @@
+"""Opening a finished run for export: read its result file, refuse what cannot be exported, and
+re-create the task, the base model and the model with the original adapter, which are then
+scored, probed and merged."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from peftbench.engine import experiment
+from peftbench.engine.batching import collate
+from peftbench.engine.experiment import Prepared
+from peftbench.engine.results import STATUS_SUCCESS, read_result
+from peftbench.engine.spec import ExperimentSpec, parse_spec
+from peftbench.errors import UserError, first_line
+
+#: test examples whose logits are compared before and after conversion
+PROBE_EXAMPLES = 4
+
+Mode = Literal["lora", "merged"]
+
+
+# ---------------------------------------------------------------------------- the result file
+
+
+@dataclass
+class SourceRun:
+    """A finished run: its result file, spec and saved adapter folder."""
+
+    path: Path
+    result: dict[str, Any]
+    spec: ExperimentSpec
+    adapter_dir: Path
+
+
+def open_run(path: str | os.PathLike[str]) -> SourceRun:
+    """Read a result file; the run must have succeeded and its adapter folder must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such result file")
+    result = read_result(path)
+    info, run_info = result["train_info"], result["run_info"]
+    if info.get("status") != STATUS_SUCCESS:
+        why = first_line(run_info.get("error_msg") or "no error recorded")
+        raise UserError(f"{path}: the run did not succeed ({info.get('status')}: {why}); "
+                        "there is nothing to export")
+    ours = run_info.get("peftbench") or {}
+    if not ours.get("spec"):
+        raise UserError(f"{path}: not a peftbench result (no run_info.peftbench.spec), so its "
+                        "task and model cannot be re-created")
+    adapter_dir = _adapter_dir(path, ours.get("adapter_path"))
+    return SourceRun(path, result, parse_spec(ours["spec"]), adapter_dir)
+
+
+def _adapter_dir(result_path: Path, recorded: str | None) -> Path:
+    """The recorded adapter folder, else the standard one beside the result file."""
+    beside = result_path.parent / "adapters" / result_path.stem
+    for candidate in ([Path(recorded)] if recorded else []) + [beside]:
+        if candidate.is_dir():
+            return candidate
+    if not recorded:
+        raise UserError(f"{result_path}: the run saved no adapter (run_info.peftbench."
+                        "adapter_path is empty)")
+    raise UserError(f"{result_path}: the adapter folder {recorded} is missing")
+
+
+def check_exportable(method: str, mode: Mode) -> None:
+    """Refuse, in one line, techniques whose adapter is not a weight update (for ``lora``
+    mode: not an update of Linear layers)."""
+    from peftbench.methods.capabilities import all_capabilities
+
+    if method == "full":
+        return
+    caps = all_capabilities().get(method, {})
+    if caps.get("prompt_only"):
+        raise UserError(f"{method} is prompt-based: it learns virtual tokens or prefixes, not "
+                        "a change of weights, so it cannot become LoRA or be merged "
+                        "(serve it with PEFT)")
+    if not caps.get("merge", False):
+        raise UserError(f"{method} cannot be merged into the base weights, so it has no "
+                        "weight update that LoRA or a merged model could carry")
+    if mode == "lora" and "Linear" not in caps.get("layers", ["Linear"]):
+        adapts = ", ".join(caps.get("layers") or []) or "no Linear"
+        raise UserError(f"{method} adapts {adapts} layers, not Linear ones: a LoRA adapter "
+                        "cannot carry its change (--merge can)")
+
+
+# ---------------------------------------------------------------------------- re-creating the run
+
+
+@dataclass
+class Session:
+    """The re-created run: task and base model, and the base model with the original adapter."""
+
+    source: SourceRun
+    prep: Prepared
+    model: nn.Module
+    base: dict[str, torch.Tensor]  # the base model's state, by name, on the CPU
+    bar: Any
+
+
+def load_session(source: SourceRun, bar: Any) -> Session:
+    """Re-create task and base model from the spec, snapshot the base, load the adapter."""
+    train = source.spec.train.model_copy(update={"forgetting_samples": 0})
+    prep = experiment.prepare(source.spec.model_copy(update={"train": train}))
+    base_model = prep.loaded.model
+    base = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
+    model = prep.method.load(base_model, prep.loaded.kind, source.adapter_dir)
+    _refuse_quantized(model, source.spec.method)
+    return Session(source, prep, model.to(prep.device), base, bar)
+
+
+def _refuse_quantized(model: nn.Module, method: str) -> None:
+    if any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()):
+        raise UserError(f"{method} runs on a quantized base: its merged weights carry the "
+                        "quantization error, so its update cannot be measured; not supported")
+
+
+def score_on_test(session: Session, model: nn.Module, label: str) -> float:
+    """The task's test score of ``model``: the run's own test set, metric and settings."""
+    model.to(session.prep.device)
+    return experiment.score_split(session.prep, model, "test", session.bar, label)
+
+
+@torch.no_grad()
+def probe_logits(prep: Prepared, model: nn.Module) -> torch.Tensor:
+    """Logits on the first test examples (float32), to compare outputs across conversion."""
+    features = experiment.encode_examples(prep, prep.splits["test"][:PROBE_EXAMPLES])
+    batch = collate(features, prep.loaded.tokenizer.pad_token_id)
+    model.eval()
+    out = model(input_ids=batch["input_ids"].to(prep.device),
+                attention_mask=batch["attention_mask"].to(prep.device))
+    return out.logits.float().cpu()
+
+
+def merged_model(session: Session) -> nn.Module:
+    """The base model with the adapter folded in (for full fine-tuning: the model itself)."""
+    method, model = session.prep.method, session.model
+    if method.name == "full":
+        return model
+    if not method.can_merge(model):
+        why = " (it folds into biases the adapted layers lack)" if method.merge_needs_bias else ""
+        raise UserError(f"{method.name} cannot be merged on this model{why}, so it has no "
+                        "weight update to export")
+    return method.merge(model)
+
+
+def restore_base(session: Session, model: nn.Module) -> nn.Module:
+    """Put the snapshot of the base weights back into ``model`` (same architecture)."""
+    model.load_state_dict(session.base)
+    return model.to(session.prep.device)
