@@ -6,14 +6,20 @@
 2. Halving: one technique's rate search on a learnable classification task with and without
    `halving`; optimizer steps and wall seconds of the search side by side, and whether both
    choose the same rate.
+3. Start-up: the same tiny runs by a local executor with warm workers (forked by a fork server
+   that imported the engine once) and with cold ones (a new process each); wall seconds per
+   run and start-up seconds per run (wall time outside the run's own ``total_time``) side by
+   side, also written to ``docs/bench_tournament.json`` (merged into what is there).
 
     .venv/bin/python benchmarks/bench_tournament.py [--runs 4] [--rounds 2]
+        [--startup-runs 3] [--only overhead|halving|startup]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -28,6 +34,7 @@ from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.tournament import Tournament, TournamentConfig, make_plan
 from peftbench.tournament.executors import InlineExecutor, LocalExecutor
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = TrainParams(max_steps=4, batch_size=8, eval_every=4, max_new_tokens=6,
                    forgetting_samples=0, eval_batch_size=16, max_seq_length=64,
                    measure_inference=False)
@@ -43,8 +50,12 @@ def specs(n: int) -> list[ExperimentSpec]:
 
 def by_tournament(batch: list[ExperimentSpec], out: Path) -> float:
     """Wall seconds for the local executor to run ``batch``."""
+    executor = LocalExecutor()
     t0 = time.perf_counter()
-    records = list(LocalExecutor().run(batch, out, save_adapter=True))
+    try:
+        records = list(executor.run(batch, out, save_adapter=True))
+    finally:
+        executor.close()
     assert all(r.status == "success" for r in records), [r.error for r in records]
     return time.perf_counter() - t0
 
@@ -144,20 +155,70 @@ def halving(points: int, steps: int) -> None:
     print(f"final test score: halving {_fmt(rows[True][6])}, full grid {_fmt(rows[False][6])}")
 
 
+def timed_runs(batch: list[ExperimentSpec], out: Path, warm: bool) -> dict[str, float]:
+    """Run ``batch`` one at a time, warm or cold: wall seconds per run (fork server start
+    included) and start-up seconds per run (wall time outside each run's ``total_time``)."""
+    executor = LocalExecutor(warm=warm)
+    t0 = time.perf_counter()
+    try:
+        records = list(executor.run(batch, out, save_adapter=False))
+    finally:
+        executor.close()
+    wall = time.perf_counter() - t0
+    assert all(r.status == "success" for r in records), [r.error for r in records]
+    startup = [r.seconds - r.result["run_info"]["total_time"] for r in records]
+    return {"wall_per_run_s": wall / len(batch), "startup_first_run_s": startup[0],
+            "startup_per_run_s": statistics.median(startup),
+            "startup_after_first_s": statistics.median(startup[1:] or startup)}
+
+
+def startup(runs: int, out_json: Path) -> None:
+    """Print start-up per run with warm and cold workers; merge the figures into ``out_json``."""
+    os.environ.pop("PEFTBENCH_COLD_WORKERS", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = timed_runs(specs(runs), Path(tmp) / "warm", warm=True)
+        cold = timed_runs(specs(runs), Path(tmp) / "cold", warm=False)
+    print(f"\nstart-up per run: {runs} tiny-llama runs each way, one at a time")
+    print(f"{'':<38} {'warm':>12} | {'cold':>12} |")
+    print(ratio_line("wall time per run", warm["wall_per_run_s"], cold["wall_per_run_s"]))
+    for key, name in (("startup_per_run_s", "start-up per run (median)"),
+                      ("startup_first_run_s", "start-up of the first run"),
+                      ("startup_after_first_s", "start-up per run after the first")):
+        print(ratio_line(name, warm[key], cold[key]))
+    record = {"runs": runs, "model": "tiny-llama", "cpu_count": os.cpu_count(),
+              "load_average": round(os.getloadavg()[0], 2),
+              "warm": {k: round(v, 3) for k, v in warm.items()},
+              "cold": {k: round(v, 3) for k, v in cold.items()},
+              "wall_ratio": round(warm["wall_per_run_s"] / cold["wall_per_run_s"], 3),
+              "startup_ratio": round(warm["startup_per_run_s"] / cold["startup_per_run_s"], 3)}
+    figures = json.loads(out_json.read_text()) if out_json.exists() else {}
+    figures["startup"] = record
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out_json}")
+
+
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "failed" if value is None else format(value, spec)
 
 
 def main() -> None:
-    """Both measurements."""
+    """The three measurements (or the one ``--only`` names)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--points", type=int, default=9)
     ap.add_argument("--steps", type=int, default=108)
+    ap.add_argument("--startup-runs", type=int, default=3)
+    ap.add_argument("--only", choices=["overhead", "halving", "startup"])
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_tournament.json")
     args = ap.parse_args()
-    overhead(args.runs, args.rounds)
-    halving(args.points, args.steps)
+    if args.only in (None, "overhead"):
+        overhead(args.runs, args.rounds)
+    if args.only in (None, "halving"):
+        halving(args.points, args.steps)
+    if args.only in (None, "startup"):
+        startup(args.startup_runs, args.out)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,15 @@ def test_base_model_figures_are_measured_once_per_folder_and_reused(tmp_path, wi
     other = tiny_spec(general_text=wikitext, train={**train, "seed": 7})
     again = run_experiment(other, tmp_path, progress=False, save_adapter=False)
     assert again.result["train_info"]["base_probes"] == "measured"
+
+
+def test_counts_are_taken_after_the_optimizer_freezes_what_it_does_not_train(tmp_path):
+    """LoRA-FA's optimizer freezes the A matrices: half of LoRA's trainable parameters here."""
+    train = {"max_steps": 1, "eval_every": 1, "measure_inference": False}
+    lora = run_experiment(tiny_spec(train=train), tmp_path / "lora", progress=False,
+                          save_adapter=False).result["train_info"]
+    fa = run_experiment(tiny_spec(method="lora_fa", train=train), tmp_path / "fa",
+                        progress=False, save_adapter=False).result["train_info"]
+    assert lora["num_trainable_params"] == 14_336 and fa["num_trainable_params"] == 6_144
+    # fp32 trainable parameters, their gradients and AdamW's two moments
+    assert fa["memory_trainable_state"] == 4 * 4 * 6_144

@@ -207,7 +207,7 @@ def results_table(outcome: Any) -> Table:
                           *[""] * len(METRICS_SHOWN), "0")
             continue
         mark = {FRONTIER: "★", NEAR: "☆"}.get(status.get(method, ""), "")
-        table.add_row(mark, method, _lr(tech.chosen_lr), *_cells(agg),
+        table.add_row(mark, method, _lr(tech.chosen_lr) + _extension(tech), *_cells(agg),
                       ", ".join(beats.get(method, [])) or "—", str(agg.n))
     return table
 
@@ -240,6 +240,11 @@ def _sort_key(agg: Any) -> float:
 
 def _lr(lr: float | None) -> str:
     return f"{lr:g}" if lr is not None else "—"
+
+
+def _extension(tech: Any) -> str:
+    """' (grid +1)' when the search went past the planned grid's edge."""
+    return f" (grid +{len(tech.extended)})" if getattr(tech, "extended", None) else ""
 
 
 # --------------------------------------------------------------------------------------------

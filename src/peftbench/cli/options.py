@@ -22,35 +22,39 @@ from typer.core import TyperCommand
 # --------------------------------------------------------------------------------------------
 # The names help texts list, looked up when a help is shown
 #
-# The model names live in a module that imports torch, and the built-in tasks register
-# themselves when their modules are imported (numpy, ~0.2 s): unless those modules are loaded
-# already, both are read from the source instead (dict literals; ``register("name")`` calls).
+# The model names live in a module that imports torch, the built-in tasks register themselves
+# when their modules are imported (numpy, ~0.2 s), and the executors' table sits behind the
+# tournament package: unless those modules are loaded already, the names are read from the
+# source (dict literals, ``register("name")`` calls), falling back to the import when the
+# source shows none.
 
 
 def model_names() -> list[str]:
     """The models known by name (embedded, then tiny test ones) from `peftbench.engine.models`."""
     tables = ("EMBEDDED", "TINY")
     module = sys.modules.get("peftbench.engine.models")
-    if module is not None:
-        return [name for table in tables for name in getattr(module, table, {})]
-    tree = _parse(_source_file("peftbench.engine.models"))
-    return [name for table in tables for name in _dict_keys(tree, table)]
+    if module is None:
+        tree = _parse(_source_file("peftbench.engine.models"))
+        names = [name for table in tables for name in _dict_keys(tree, table)]
+        if names:
+            return names
+        module = importlib.import_module("peftbench.engine.models")
+    return [name for table in tables for name in getattr(module, table, {})]
 
 
 def task_names() -> list[str]:
-    """The registered task names: `peftbench.tasks.task_names()` when the tasks are loaded,
-    else the names the task modules register plus those of installed plugins (entry points)."""
-    module = sys.modules.get("peftbench.tasks")
-    if module is not None:
-        return module.task_names()
-    init = _source_file("peftbench.tasks")
-    if init is None:
-        return []
+    """The registered task names, as `peftbench.tasks.task_names()` gives them: those the task
+    modules register and those of installed plugins (entry points)."""
+    init = _source_file("peftbench.tasks") if "peftbench.tasks" not in sys.modules else None
     names: set[str] = set()
-    for path in sorted(init.parent.glob("*.py")):
+    for path in sorted(init.parent.glob("*.py")) if init else []:
         text = _read(path)
         if "register" in text:  # parsing is the slow part: only modules that may register
             names.update(_registered(_parse_text(text)))
+    if not names:
+        from peftbench.tasks import task_names as registered
+
+        return registered()
     group = next(iter(_constants(_parse(init.parent / "base.py"), "ENTRY_POINT_GROUP")),
                  "peftbench.tasks")
     from importlib.metadata import entry_points
@@ -60,7 +64,14 @@ def task_names() -> list[str]:
 
 
 def executor_names() -> list[str]:
-    """The executors' names (`peftbench.tournament.executors.EXECUTORS`; a light import)."""
+    """The executors' names: the keys of `peftbench.tournament.executors.EXECUTORS`."""
+    if "peftbench.tournament.executors" not in sys.modules:
+        tournament = _source_file("peftbench.tournament")  # without importing the package
+        if tournament is not None:
+            path = tournament.parent / "executors" / "__init__.py"
+            names = _dict_keys(_parse(path), "EXECUTORS")
+            if names:
+                return names
     from peftbench.tournament.executors import EXECUTORS
 
     return list(EXECUTORS)

@@ -59,6 +59,11 @@ def tournament(
     lr_points: Annotated[int | None, typer.Option(
         help="points of the auto grid  \\[default: 3]")] = None,
     seeds: Annotated[int, typer.Option(help="final runs of each technique's chosen rate")] = 1,
+    seed: Annotated[int, typer.Option(
+        help="seed of the tuning runs; the final runs take the next ones (seed+1, …)")] = 0,
+    lr_extend: Annotated[int | None, typer.Option(
+        help="extra rates a technique may get when its best validation rate sits at an edge "
+             "of the grid (0: never extend)  \\[default: 2]")] = None,
     halving: Annotated[bool, typer.Option(
         help="successive halving: drop a technique's weak rates early")] = False,
     eta: Annotated[int, typer.Option(help="halving keeps 1/eta of the rates per rung")] = 3,
@@ -99,12 +104,14 @@ def tournament(
     methods = methods or budget.get("methods", "preset:quick")
     steps = steps if steps is not None else budget.get("steps", 100)
     lr_points = lr_points if lr_points is not None else budget.get("lr_points", 3)
+    lr_extend = lr_extend if lr_extend is not None else budget.get("lr_extend", 2)
     task_opt = [*_pairs(budget.get("task_options", {})), *(task_opt or [])]
     train_opt = [*_pairs(budget.get("train", {})), *(train_opt or [])]
     if eval_base if eval_base is not None else budget.get("eval_base", False):
         train_opt.append("eval_base=true")
     cfg = _config(model, task, methods, steps, lr_grid, lr_points, seeds, halving, eta, data,
-                  task_opt, train_opt, targets, general_text)
+                  task_opt, train_opt, targets, general_text,
+                  {"search_seed": seed, "lr_extend": lr_extend})
     plan = tm.make_plan(cfg, _model_kind(cfg))
     runner = _executor(executor, jobs, ray_address, run_timeout)
     try:
@@ -132,7 +139,8 @@ def tournament(
 
 def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_points: int,
             seeds: int, halving: bool, eta: int, data: str | None, task_opt: list[str] | None,
-            train_opt: list[str] | None, targets: str | None, general_text: str | None) -> Any:
+            train_opt: list[str] | None, targets: str | None, general_text: str | None,
+            extra: dict[str, Any] | None = None) -> Any:
     from pydantic import ValidationError
 
     from peftbench.tournament import TournamentConfig
@@ -152,7 +160,7 @@ def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_po
             methods=[m.strip() for m in methods.split(",") if m.strip()],
             targets=targets, general_text=general_text, train=params,
             lr_grid=_parse_grid(lr_grid), lr_points=lr_points, seeds=seeds, halving=halving,
-            eta=eta)
+            eta=eta, **(extra or {}))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ())) or "tournament"

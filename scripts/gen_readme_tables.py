@@ -1,0 +1,116 @@
+"""Generate the README's tables of measured figures from the benchmarks' JSON under docs/.
+
+Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in README.md; a
+table whose JSON is missing is left as it is. Run after a benchmark:
+``python scripts/gen_readme_tables.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _mib(value: float | None) -> str:
+    return "—" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def verdict_table(data: dict) -> list[str]:
+    """The quick preset run twice with different seeds: ★, score [interval], memory."""
+    verdict = data.get("verdict")
+    if not verdict:
+        return []
+    seeds = [str(s) for s in verdict["seeds"]]
+    runs = verdict["runs"]
+    names = sorted({t for r in runs.values() for t in r["techniques"]},
+                   key=lambda t: -(runs[seeds[0]]["techniques"].get(t, {}).get("test_score")
+                                   or 0))
+    head = "| technique | " + " | ".join(
+        f"seed {s}: test score [95% interval] | peak memory | chosen lr" for s in seeds) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(seeds)]
+    for name in names:
+        cells = []
+        for s in seeds:
+            t = runs[s]["techniques"].get(name)
+            if t is None:
+                cells += ["—", "—", "—"]
+                continue
+            mark = {"frontier": "★ ", "within noise": "☆ "}.get(t["status"], "")
+            ext = f" (grid +{len(t['extended'])})" if t.get("extended") else ""
+            cells += [f"{mark}{t['test_score']:.3f} [{t['low']:.3f}, {t['high']:.3f}]",
+                      _mib(t["peak_memory"]), f"{t['chosen_lr']:g}{ext}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    agree = verdict["agreement"]
+    walls = ", ".join(f"{runs[s]['wall_seconds'] / 60:.1f} min" for s in seeds)
+    items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
+    lines += [
+        "",
+        f"Wall time {walls}; {items} test items per technique. Same ★ set: "
+        f"**{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly different in both "
+        f"runs (paired test, Holm-corrected): {', '.join(agree['significant_in_both']) or 'none'}"
+        f"; ordered differently: {', '.join(agree['contradictions']) or 'none'}; significant in "
+        f"one run only: {', '.join(agree['significant_in_one']) or 'none'}.",
+    ]
+    return lines
+
+
+def memory_table(data: dict) -> list[str]:
+    """Memory repeatability: each figure's spread over identical runs vs technique gaps."""
+    memory = data.get("memory")
+    if not memory:
+        return []
+    fields = [("train_memory", "training memory (accounted)"),
+              ("train_rss_increase", "RSS rise while training"),
+              ("cpu_peak_rss", "whole-process peak RSS")]
+    lines = ["| technique | " + " | ".join(f"{label} (spread)" for _, label in fields) + " |",
+             "|---|" + "---|" * len(fields)]
+    for method, figures in memory["techniques"].items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{_mib(figures[name]['mean'])} ({_pct(figures[name]['spread'])})"
+            for name, _ in fields) + " |")
+    summary = memory["summary"]
+    lines.append("| **largest spread / smallest gap between techniques** | " + " | ".join(
+        f"{_pct(summary[name]['max_spread'])} / {_pct(summary[name]['min_gap'])}"
+        for name, _ in fields) + " |")
+    lines += ["", f"{memory['repeats']} identical runs of {memory['steps']} steps each, every "
+              "run in its own worker process."]
+    return lines
+
+
+TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
+    "verdict-table": ("bench_verdict.json", verdict_table),
+    "memory-table": ("bench_verdict.json", memory_table),
+}
+
+
+def replace_block(text: str, name: str, lines: list[str]) -> str:
+    """``text`` with the block between ``name``'s markers replaced by ``lines``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text or not lines:
+        return text
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
+
+
+def main() -> None:
+    """Rewrite every table whose JSON exists."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, (file, render) in TABLES.items():
+        path = DOCS / file
+        if path.exists():
+            text = replace_block(text, name, render(json.loads(path.read_text())))
+    readme.write_text(text)
+    print(f"wrote {readme}")
+
+
+if __name__ == "__main__":
+    main()
