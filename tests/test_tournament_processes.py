@@ -30,7 +30,7 @@ CLI_ARGS = ["--model", "tiny-llama", "--task", "arith", "--task-opt", "n_train=3
             "--task-opt", "n_valid=8", "--task-opt", "n_test=8", "--steps", "4",
             "--train-opt", "batch_size=8", "--train-opt", "max_new_tokens=6",
             "--train-opt", "forgetting_samples=0", "--train-opt", "max_seq_length=64",
-            "--train-opt", "measure_inference=false", "--no-progress"]
+            "--train-opt", "measure_inference=false", "--lr-extend", "0", "--no-progress"]
 
 
 def tiny_spec(**train) -> ExperimentSpec:

@@ -1,8 +1,9 @@
 """Trainable parameters of every technique's default config on a model (`peftbench methods
 --model`, the README's technique table).
 
-Each applicable technique is built once on a freshly loaded model to count its trainable
-parameters; the counts are cached per (PEFT and transformers releases, model, targets) because
+Each applicable technique is built once on a freshly loaded model, with its optimizer (which
+may freeze parameters, as LoRA-FA's does), to count its trainable parameters; the counts are
+cached per (PEFT and transformers releases, model, targets) because
 building every technique on a real model takes a while.
 """
 
@@ -28,7 +29,8 @@ def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = Non
     technique applies to a model can depend on both releases)."""
     transformers = importlib.metadata.version("transformers")
     releases = f"{installed_peft_version()}-transformers{transformers}"
-    path = cache_dir() / "method-counts" / (
+    # "v2": counted after the optimizer is built (LoRA-FA's freezes its A matrices)
+    path = cache_dir() / "method-counts-v2" / (
         f"{releases}--{model_name.replace('/', '_')}--{kind}--{targets or 'attention'}.json")
     cached = _read(path)
     wanted = names or [m.name for m in all_methods()]
@@ -46,7 +48,9 @@ def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = Non
         except UserError as exc:
             cached[name] = str(exc)
             continue
-        cached[name] = sum(p.numel() for p in built.parameters() if p.requires_grad)
+        method.make_optimizer(built, method.default_lr, 0.0)
+        cached[name] = sum(p.numel() for p in {id(p): p for p in built.parameters()}.values()
+                           if p.requires_grad)
         _write(path, cached)
     _write(path, cached)
     return {n: cached[n] for n in wanted}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any
 
 import torch
@@ -44,20 +46,23 @@ def generate(
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:]
                for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    kwargs = {"max_new_tokens": max_new_tokens, "stop_strings": stop_strings}
+    with autocast_context(device, amp_dtype):
+        if not use_hf_generate and own_loop_fits(model):
+            rows = greedy_decode(model, tokenizer, [encoded[i] for i in order],
+                                 batch_size=batch_size, device=device, advance=advance, **kwargs)
+        else:
+            rows = []
+            for chunk in _batches(order, encoded, batch_size, _has_virtual_tokens(model)):
+                batch = collate([Encoded(encoded[i], 0) for i in chunk],
+                                tokenizer.pad_token_id, left=True)
+                rows += hf_generate(model, tokenizer, batch["input_ids"].to(device),
+                                    batch["attention_mask"].to(device), **kwargs)
+                if advance:
+                    advance(len(chunk))
     answers: list[str] = [""] * len(prompts)
-    decode = hf_generate if use_hf_generate or not own_loop_fits(model) else greedy_decode
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = collate([Encoded(encoded[i], 0) for i in chunk], tokenizer.pad_token_id,
-                        left=True)
-        with autocast_context(device, amp_dtype):
-            rows = decode(model, tokenizer, batch["input_ids"].to(device),
-                          batch["attention_mask"].to(device), max_new_tokens=max_new_tokens,
-                          stop_strings=stop_strings)
-        for i, row in zip(chunk, rows, strict=True):
-            answers[i] = _cut(tokenizer.decode(row, skip_special_tokens=True), stop_strings)
-        if advance:
-            advance(len(chunk))
+    for i, row in zip(order, rows, strict=True):
+        answers[i] = _cut(tokenizer.decode(row, skip_special_tokens=True), stop_strings)
     return answers
 
 
@@ -78,62 +83,145 @@ def hf_generate(
     return out[:, ids.shape[1]:].tolist()
 
 
+def _batches(order: list[int], encoded: list[list[int]], batch_size: int,
+             same_length: bool) -> list[list[int]]:
+    """``order`` cut into batches of at most ``batch_size``; with ``same_length``, each batch
+    holds prompts of one length only, so that it needs no padding."""
+    groups = [list(g) for _, g in groupby(order, key=lambda i: len(encoded[i]))] \
+        if same_length else [order]
+    return [g[s:s + batch_size] for g in groups for s in range(0, len(g), batch_size)]
+
+
+def _has_virtual_tokens(model: nn.Module) -> bool:
+    """Whether ``model`` is a PEFT prompt-learning model (virtual tokens before the input).
+
+    PEFT ignores the position ids that left padding needs and puts the virtual tokens before
+    the padding, so a padded prompt would not decode as it does alone.
+    """
+    return any(getattr(config, "is_prompt_learning", False) for config in _peft_configs(model))
+
+
 def greedy_decode(
-    model: nn.Module, tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor, *,
-    max_new_tokens: int, stop_strings: Sequence[str],
+    model: nn.Module, tokenizer: Any, prompts: Sequence[list[int]], *, max_new_tokens: int,
+    stop_strings: Sequence[str], batch_size: int, device: torch.device,
+    advance: Progress = None,
 ) -> list[list[int]]:
-    """The new tokens of each row of a left-padded batch, decoded greedily with the KV cache.
+    """The new tokens of each of the tokenized ``prompts``, decoded greedily with the KV cache,
+    at most ``batch_size`` rows at a time (only for models where `own_loop_fits`).
 
     A row leaves the batch, and the cache, as soon as it ends: at EOS (kept, as
     ``model.generate`` keeps it), once its text holds one of ``stop_strings``, or at
-    ``max_new_tokens``. Positions follow the attention mask as in ``model.generate``, so a row
-    decodes the same tokens in a batch as alone. Only for models where `own_loop_fits`.
+    ``max_new_tokens``. Once half the rows have left, the next prompts are prefilled and join
+    the batch, so that the few long rows of one batch decode alongside the next instead of
+    alone. Positions follow the attention mask as in ``model.generate``, so a row decodes the
+    same tokens in a batch as alone.
     """
-    from transformers import DynamicCache
-
     lm = _causal_lm(model)
-    cache = DynamicCache(config=lm.config)
     cache_arg = "cache" if "cache" in _forward_params(lm) else "past_key_values"
-    rows = [_Row(tokenizer, stop_strings) for _ in range(len(ids))]
-    live = list(range(len(ids)))  # the row at each batch position
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    inputs = ids
-    for step in range(max_new_tokens):
-        logits = model(input_ids=inputs, attention_mask=mask, position_ids=positions,
-                       use_cache=True, logits_to_keep=1, **{cache_arg: cache}).logits
-        tokens = logits[:, -1].argmax(-1)
-        keep = [j for j, token in enumerate(tokens.tolist()) if not rows[live[j]].add(token)]
-        if not keep or step == max_new_tokens - 1:
-            break
-        if len(keep) < len(live):
-            index = torch.tensor(keep, device=ids.device)
-            cache.batch_select_indices(index)
-            live = [live[j] for j in keep]
-            tokens, mask, positions = tokens[index], mask[index], positions[index]
-        inputs = tokens[:, None]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-        positions = positions[:, -1:] + 1
+
+    def forward(ids: torch.Tensor, batch: _Batch) -> None:
+        logits = model(input_ids=ids, attention_mask=batch.mask, position_ids=batch.positions,
+                       use_cache=True, logits_to_keep=1, **{cache_arg: batch.cache}).logits
+        batch.tokens = logits[:, -1].argmax(-1)
+
+    rows = [_Row(tokenizer, stop_strings, max_new_tokens) for _ in prompts]
+    pending = deque(range(len(prompts)))
+    batch: _Batch | None = None
+    while pending or batch is not None:
+        if pending and (batch is None or len(batch.rows) <= batch_size // 2):
+            room = batch_size - (len(batch.rows) if batch else 0)
+            new = _Batch.of([pending.popleft() for _ in range(min(room, len(pending)))],
+                            prompts, tokenizer.pad_token_id, lm.config, device)
+            forward(new.ids, new)
+            batch = _join(batch, new.settle(rows, advance))
+        else:
+            batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.rows), 1)], 1)
+            batch.positions = batch.positions[:, -1:] + 1
+            forward(batch.tokens[:, None], batch)
+            batch = batch.settle(rows, advance)
     return [row.tokens for row in rows]
+
+
+class _Batch:
+    """Rows decoded together: their KV cache, attention mask and positions (those of the last
+    forward pass), and the token each has just generated (not yet in the cache)."""
+
+    def __init__(self, rows: list[int], ids: torch.Tensor, mask: torch.Tensor,
+                 cache: Any) -> None:
+        self.rows, self.ids, self.mask, self.cache = rows, ids, mask, cache
+        self.positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        self.tokens = ids[:, -1]  # replaced by each forward pass
+
+    @classmethod
+    def of(cls, rows: list[int], prompts: Sequence[list[int]], pad_id: int, config: Any,
+           device: torch.device) -> _Batch:
+        """The prompts of ``rows``, left-padded, with an empty cache."""
+        from transformers import DynamicCache
+
+        batch = collate([Encoded(prompts[i], 0) for i in rows], pad_id, left=True)
+        return cls(rows, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                   DynamicCache(config=config))
+
+    def settle(self, rows: list[_Row], advance: Progress) -> _Batch | None:
+        """Give each row its new token; drop the rows that ended (None when all did)."""
+        keep = [j for j, token in enumerate(self.tokens.tolist())
+                if not rows[self.rows[j]].add(token)]
+        if advance and len(keep) < len(self.rows):
+            advance(len(self.rows) - len(keep))
+        if not keep:
+            return None
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, device=self.mask.device)
+            self.cache.batch_select_indices(index)
+            self.rows = [self.rows[j] for j in keep]
+            self.mask, self.positions = self.mask[index], self.positions[index]
+            self.tokens = self.tokens[index]
+        return self
+
+
+def _join(a: _Batch | None, b: _Batch | None) -> _Batch | None:
+    """The rows of ``a`` and then ``b`` as one batch; the shorter side is padded on the left
+    (zeros in the cache, masked)."""
+    if a is None or b is None:
+        return b if a is None else a
+    width = max(a.mask.shape[1], b.mask.shape[1])
+    for mine, theirs in zip(a.cache.layers, b.cache.layers, strict=True):
+        mine.keys = torch.cat([_pad_left(mine.keys, width, 2), _pad_left(theirs.keys, width, 2)])
+        mine.values = torch.cat([_pad_left(mine.values, width, 2),
+                                 _pad_left(theirs.values, width, 2)])
+    a.mask = torch.cat([_pad_left(a.mask, width, 1), _pad_left(b.mask, width, 1)])
+    a.positions = torch.cat([a.positions[:, -1:], b.positions[:, -1:]])
+    a.tokens = torch.cat([a.tokens, b.tokens])
+    a.rows = a.rows + b.rows
+    return a
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``tensor`` with zeros prepended along ``dim`` up to ``width``."""
+    shape = list(tensor.shape)
+    shape[dim] = width - tensor.shape[dim]
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 class _Row:
     """The tokens one sequence has generated so far, and whether it has ended."""
 
-    def __init__(self, tokenizer: Any, stop_strings: Sequence[str]) -> None:
-        self.tokenizer, self.stops = tokenizer, [s for s in stop_strings if s]
+    def __init__(self, tokenizer: Any, stop_strings: Sequence[str], max_new_tokens: int) -> None:
+        self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
+        self.stops = [s for s in stop_strings if s]
         self.longest = max((len(s) for s in self.stops), default=0)
         self.tokens: list[int] = []
         self.checked = 0  # characters of text already searched for stop strings
 
     def add(self, token: int) -> bool:
-        """Append ``token``; True when the sequence ends with it (EOS or a stop string).
+        """Append ``token``; True when the sequence ends with it (EOS, a stop string, length).
 
         Only text that is new since the last call (and the few characters before it that a
         stop string may start in) is searched; an unfinished UTF-8 character at the end,
         decoded as U+FFFD, is searched again once complete.
         """
         self.tokens.append(token)
-        if token == self.tokenizer.eos_token_id:
+        if token == self.tokenizer.eos_token_id or len(self.tokens) >= self.max_new_tokens:
             return True
         if not self.stops:
             return False
@@ -166,7 +254,7 @@ def own_loop_fits(model: nn.Module) -> bool:
     add logits processors (repetition penalty, suppressed tokens, ...).
     """
     from transformers import DynamicCache, GenerationMixin
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+    from transformers.cache_utils import DynamicLayer
 
     if any(_special_peft(config) for config in _peft_configs(model)):
         return False
@@ -183,9 +271,8 @@ def own_loop_fits(model: nn.Module) -> bool:
     if getattr(type(lm), "prepare_inputs_for_generation", None) is not \
             GenerationMixin.prepare_inputs_for_generation:
         return False
-    layers = DynamicCache(config=lm.config).layers
-    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
-        return False
+    if any(type(layer) is not DynamicLayer for layer in DynamicCache(config=lm.config).layers):
+        return False  # `_join` pads full-attention layers only
     config = lm.generation_config
     return all(getattr(config, name, None) in (None, neutral)
                for name, neutral in _NEUTRAL_GENERATION.items())
