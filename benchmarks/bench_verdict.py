@@ -87,8 +87,11 @@ def _separation(techniques: dict, name: str) -> dict:
             "gap_over_spread": closest / worst if worst else None}
 
 
-def quick_tournament(out: Path, seed: int, general_text: str | None) -> float:
-    """The README's main command with training seed ``seed``; returns its wall time."""
+def quick_tournament(out: Path, seed: int, general_text: str | None) -> float | None:
+    """The README's main command with training seed ``seed``; returns its wall time (None when
+    ``out`` already holds that tournament, finished: it is read, not rerun)."""
+    if (out / "tournament.json").exists():
+        return None
     command = [sys.executable, "-m", "peftbench.cli", "tournament", "--preset", "quick",
                "--seed", str(seed), "--out", str(out), "--no-progress"]
     if general_text:
@@ -159,8 +162,7 @@ def main() -> None:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-verdict", action="store_true")
     args = ap.parse_args()
-    figures = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
-    figures["date"] = dt.date.today().isoformat()
+    figures: dict = {"date": dt.date.today().isoformat()}
     if not args.skip_memory:
         print(f"memory repeatability ({args.repeats} identical runs each):", flush=True)
         figures["memory"] = memory_repeatability(args.work / "memory", args.repeats,
@@ -175,9 +177,11 @@ def main() -> None:
         for seed in args.seeds:
             folder = args.work / f"quick-seed{seed}"
             wall = quick_tournament(folder, seed, args.general_text)
-            runs[str(seed)] = {"wall_seconds": wall, **verdict(folder)}
-            print(f"quick preset, seed {seed}: {wall / 60:.1f} min, ★ {runs[str(seed)]['stars']}",
-                  flush=True)
+            manifest = json.loads((folder / "tournament.json").read_text())
+            runs[str(seed)] = {"wall_seconds": wall, "tournament_seconds": manifest["seconds"],
+                               **verdict(folder)}
+            print(f"quick preset, seed {seed}: {manifest['seconds'] / 60:.1f} min, "
+                  f"★ {runs[str(seed)]['stars']}", flush=True)
         first, second = (runs[str(s)] for s in args.seeds)
         figures["verdict"] = {"seeds": list(args.seeds), "runs": runs,
                               "agreement": agreement(first, second)}
@@ -186,7 +190,9 @@ def main() -> None:
               f"{agree['significant_in_both']}; contradictions: {agree['contradictions']}; "
               f"significant in one only: {agree['significant_in_one']}")
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(figures, indent=2) + "\n")
+    # merge with what another part wrote meanwhile (the parts can run as separate processes)
+    latest = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
+    OUT_JSON.write_text(json.dumps({**latest, **figures}, indent=2) + "\n")
     print(f"wrote {OUT_JSON}")
 
 

@@ -49,12 +49,12 @@ def verdict_table(data: dict) -> list[str]:
                       _mib(t["peak_memory"]), f"{t['chosen_lr']:g}{ext}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     agree = verdict["agreement"]
-    walls = ", ".join(f"{runs[s]['wall_seconds'] / 60:.1f} min" for s in seeds)
+    walls = ", ".join(f"{runs[s]['tournament_seconds'] / 60:.1f} min" for s in seeds)
     items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
     lines += [
         "",
-        f"Wall time {walls}; {items} test items per technique. Same ★ set: "
-        f"**{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly different in both "
+        f"Tournament time (after calibration) {walls}; {items} test items per technique. "
+        f"Same ★ set: **{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly different in both "
         f"runs (paired test, Holm-corrected): {', '.join(agree['significant_in_both']) or 'none'}"
         f"; ordered differently: {', '.join(agree['contradictions']) or 'none'}; significant in "
         f"one run only: {', '.join(agree['significant_in_one']) or 'none'}.",

@@ -192,7 +192,7 @@ def results_table(outcome: Any) -> Table:
                   caption=f"test score [95% interval from {items} test items and the seeds]; "
                   "★ nothing beats it beyond the noise on test score ↑ and peak memory ↓ "
                   f"(scores paired item by item, Holm-corrected; memory within "
-                  f"{TIE_TOLERANCE['peak_memory']:.0%} ties); ☆ its edge is within the noise; "
+                  f"{TIE_TOLERANCE['peak_memory']:.1%} ties); ☆ its edge is within the noise; "
                   f"peak memory = the training phase's (weights + trainable state + "
                   f"activations){base_note}")
     for name in ["", "technique", "best lr", *[get_metric(m).label for m in METRICS_SHOWN],

@@ -1,9 +1,12 @@
 """Scoring a model: batched greedy generation, classifier accuracy, the forgetting probe and the
 inference-overhead probe.
 
-Generation runs in batches with left padding and the KV cache (``model.generate``); prompts are
-sorted by length first so that a batch carries little padding, and answers are returned in the
-original order.
+Generation is greedy, in batches with left padding and the KV cache; prompts are sorted by
+length first so that a batch carries little padding, and answers are returned in the original
+order. Plain causal LMs (bare or with weight-side adapters) decode with our own loop,
+`greedy_decode`, which drops finished rows from the batch and refills it with the next prompts;
+everything else goes through transformers' ``model.generate``. Both return, for every prompt,
+what decoding it alone would return.
 """
 
 from __future__ import annotations
