@@ -54,8 +54,8 @@ def verdict_table(data: dict) -> list[str]:
     lines += [
         "",
         f"Tournament time (after calibration) {walls}; {items} test items per technique. "
-        f"Same ★ set: **{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly different in both "
-        f"runs (paired test, Holm-corrected): {', '.join(agree['significant_in_both']) or 'none'}"
+        f"Same ★ set: **{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly "
+        f"different in both runs (paired test, Holm-corrected): {', '.join(agree['significant_in_both']) or 'none'}"
         f"; ordered differently: {', '.join(agree['contradictions']) or 'none'}; significant in "
         f"one run only: {', '.join(agree['significant_in_one']) or 'none'}.",
     ]
