@@ -51,13 +51,16 @@ def verdict_table(data: dict) -> list[str]:
     agree = verdict["agreement"]
     walls = ", ".join(f"{runs[s]['tournament_seconds'] / 60:.1f} min" for s in seeds)
     items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
+    both = ", ".join(agree["significant_in_both"]) or "none"
+    flipped = ", ".join(agree["contradictions"]) or "none"
+    one = ", ".join(agree["significant_in_one"]) or "none"
+    same = "yes" if agree["same_stars"] else "no"
     lines += [
         "",
         f"Tournament time (after calibration) {walls}; {items} test items per technique. "
-        f"Same ★ set: **{'yes' if agree['same_stars'] else 'no'}**. Pairs significantly "
-        f"different in both runs (paired test, Holm-corrected): {', '.join(agree['significant_in_both']) or 'none'}"
-        f"; ordered differently: {', '.join(agree['contradictions']) or 'none'}; significant in "
-        f"one run only: {', '.join(agree['significant_in_one']) or 'none'}.",
+        f"Same ★ set: **{same}**. Pairs significantly different in both runs (paired test, "
+        f"Holm-corrected): {both}; ordered differently: {flipped}; significant in one run "
+        f"only: {one}.",
     ]
     return lines
 
