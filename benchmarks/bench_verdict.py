@@ -156,7 +156,8 @@ def main() -> None:
     """Run both parts, print the figures side by side, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--general-text", default=None)
-    ap.add_argument("--seeds", type=int, nargs=2, default=(0, 10))
+    ap.add_argument("--seeds", type=int, nargs="+", default=(0, 10),
+                    help="training seeds of the reruns (two to compare)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--work", type=Path, default=ROOT / ".bench-verdict")
     ap.add_argument("--skip-memory", action="store_true")
@@ -182,13 +183,15 @@ def main() -> None:
                                **verdict(folder)}
             print(f"quick preset, seed {seed}: {manifest['seconds'] / 60:.1f} min, "
                   f"★ {runs[str(seed)]['stars']}", flush=True)
-        first, second = (runs[str(s)] for s in args.seeds)
-        figures["verdict"] = {"seeds": list(args.seeds), "runs": runs,
-                              "agreement": agreement(first, second)}
-        agree = figures["verdict"]["agreement"]
-        print(f"same ★ set: {agree['same_stars']}; significant in both: "
-              f"{agree['significant_in_both']}; contradictions: {agree['contradictions']}; "
-              f"significant in one only: {agree['significant_in_one']}")
+        figures["verdict"] = {"seeds": list(args.seeds), "runs": runs}
+        if len(args.seeds) < 2:
+            print("one rerun only: no agreement to measure")
+        else:
+            first, second = (runs[str(s)] for s in args.seeds[:2])
+            figures["verdict"]["agreement"] = agree = agreement(first, second)
+            print(f"same ★ set: {agree['same_stars']}; significant in both: "
+                  f"{agree['significant_in_both']}; contradictions: {agree['contradictions']}; "
+                  f"significant in one only: {agree['significant_in_one']}")
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
     # merge with what another part wrote meanwhile (the parts can run as separate processes)
     latest = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}

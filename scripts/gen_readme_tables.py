@@ -48,20 +48,21 @@ def verdict_table(data: dict) -> list[str]:
             cells += [f"{mark}{t['test_score']:.3f} [{t['low']:.3f}, {t['high']:.3f}]",
                       _mib(t["peak_memory"]), f"{t['chosen_lr']:g}{ext}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    agree = verdict["agreement"]
     walls = ", ".join(f"{runs[s]['tournament_seconds'] / 60:.1f} min" for s in seeds)
     items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
+    lines += ["", f"Tournament time (after calibration) {walls}; {items} test items per "
+              "technique."]
+    agree = verdict.get("agreement")
+    if agree is None:
+        lines[-1] += " A rerun with another seed has not been measured yet."
+        return lines
     both = ", ".join(agree["significant_in_both"]) or "none"
     flipped = ", ".join(agree["contradictions"]) or "none"
     one = ", ".join(agree["significant_in_one"]) or "none"
     same = "yes" if agree["same_stars"] else "no"
-    lines += [
-        "",
-        f"Tournament time (after calibration) {walls}; {items} test items per technique. "
-        f"Same ★ set: **{same}**. Pairs significantly different in both runs (paired test, "
-        f"Holm-corrected): {both}; ordered differently: {flipped}; significant in one run "
-        f"only: {one}.",
-    ]
+    lines[-1] += (f" Same ★ set: **{same}**. Pairs significantly different in both runs "
+                  f"(paired test, Holm-corrected): {both}; ordered differently: {flipped}; "
+                  f"significant in one run only: {one}.")
     return lines
 
 
@@ -88,9 +89,30 @@ def memory_table(data: dict) -> list[str]:
     return lines
 
 
+def startup_table(data: dict) -> list[str]:
+    """Warm (forked from a fork server) vs cold (a fresh interpreter) worker start-up."""
+    startup = data.get("startup")
+    if not startup:
+        return []
+    warm, cold = startup["warm"], startup["cold"]
+    rows = [("wall time per run, all runs", "wall_per_run_s"),
+            ("first run (warm: starts the server)", "first_run_s"),
+            ("each later run", "later_runs_s"),
+            ("time outside the run's own total_time", "outside_run_s")]
+    lines = ["| per run | warm | cold | warm / cold |", "|---|---|---|---|"]
+    for label, key in rows:
+        ratio = warm[key] / cold[key] if cold[key] else float("nan")
+        lines.append(f"| {label} | {warm[key]:.1f} s | {cold[key]:.1f} s | {ratio:.2f} |")
+    lines += ["", f"{startup['runs']} {startup['model']} runs each way, in one benchmark run "
+              f"(`benchmarks/bench_tournament.py --only startup`; load average "
+              f"{startup['load_average']} on {startup['cpu_count']} cores while it ran)."]
+    return lines
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
+    "startup-table": ("bench_tournament.json", startup_table),
 }
 
 

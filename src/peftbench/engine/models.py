@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, first_line
 from peftbench.methods.base import ModelKind
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -190,7 +190,7 @@ def _from_folder(
         config = AutoConfig.from_pretrained(str(where))
         tokenizer = AutoTokenizer.from_pretrained(str(where))
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model '{name}': {_first_line(exc)}") from None
+        raise UserError(f"cannot load model '{name}': {first_line(exc)}") from None
     model = _instantiate(where, config, kind, num_labels, seed, name)
     _ensure_pad_token(tokenizer, model)
     return LoadedModel(model, tokenizer, kind, name, source, _describe(model, where, source))
@@ -217,7 +217,7 @@ def _instantiate(
             str(where), num_labels=num_labels, dtype=torch.float32
         )
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model '{name}': {_first_line(exc)}") from None
+        raise UserError(f"cannot load model '{name}': {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -239,9 +239,6 @@ def _describe(model: nn.Module, where: Path | str, source: str) -> dict[str, Any
     }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
 
 
 # ---------------------------------------------------------------------------- tiny models

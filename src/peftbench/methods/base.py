@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -139,7 +139,7 @@ class Method:
         try:
             return cls(**fields)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"invalid {self.name} config: {_first_line(exc)}") from None
+            raise UserError(f"invalid {self.name} config: {first_line(exc)}") from None
 
     def build(
         self, model: nn.Module, kind: ModelKind, targets: str | None, overrides: dict[str, Any]
@@ -158,7 +158,7 @@ class Method:
         except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError,
                 ImportError, AttributeError) as exc:
             raise UserError(f"{self.name} cannot be applied to this model: "
-                            f"{_first_line(exc)}") from None
+                            f"{first_line(exc)}") from None
         setattr(peft_model, OPTIONS_ATTR, options)
         return peft_model
 
@@ -199,7 +199,7 @@ class Method:
             return PeftModel.from_pretrained(model, str(directory))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise UserError(f"cannot load the {self.name} adapter in {directory}: "
-                            f"{_first_line(exc)}") from None
+                            f"{first_line(exc)}") from None
 
     def can_merge(self, model: nn.Module) -> bool:
         """Whether the trained adapter can be folded into the base weights."""
@@ -310,6 +310,3 @@ def _strip_meta(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k not in skip}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__
