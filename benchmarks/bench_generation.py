@@ -13,6 +13,11 @@ through the public `generate`:
 Targets: identical generations, batched at least 5x faster than one by one. The figures are
 also written to ``docs/bench_generation.json``.
 
+Torch runs on one thread by default: on a machine whose cores other processes share, two
+OpenMP threads wait on each other in every matmul; on our shared 2-core machine that made
+one-by-one decoding 4x slower and batched decoding (larger matrix products) 8x slower than on
+one thread, so the ratio mostly measured the other load. ``--threads 0`` keeps torch's default.
+
     .venv/bin/python benchmarks/bench_generation.py [--n 64] [--batch-size 32] [--threads 1]
 """
 
@@ -53,7 +58,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads, 0 for torch's default (one: see the docstring)")
     ap.add_argument("--no-fallback", action="store_true", help="skip the model.generate run")
     ap.add_argument("--no-prefill", action="store_true", help="skip the prefill-only runs")
     ap.add_argument("--out", type=Path, default=OUT)

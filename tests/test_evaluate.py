@@ -53,6 +53,14 @@ def test_batched_equals_one_by_one_with_stop_strings_and_eos(tiny, monkeypatch):
         return out
 
     monkeypatch.setattr(evaluate, "greedy_decode", recorded)
+    joins = Counter()  # refills: rows still decoding joined by newly prefilled ones
+    real_join = evaluate._join
+
+    def join(a, b):
+        joins[a is not None and b is not None] += 1
+        return real_join(a, b)
+
+    monkeypatch.setattr(evaluate, "_join", join)
     assert own_loop_fits(model)
     plain, plain_single = both(model, tok)
     assert plain == plain_single and all(plain)
@@ -64,6 +72,7 @@ def test_batched_equals_one_by_one_with_stop_strings_and_eos(tiny, monkeypatch):
     batched, single = both(model, tok, stop_strings=stops)
     assert batched == single
     assert sum(row[-1] == tok.eos_token_id for row in rows) >= 4  # >= 2 rows, twice
+    assert joins[True] >= 1
     ended = [b for b, p in zip(batched, plain, strict=True) if len(b) < len(p)]
     assert len(ended) >= 4  # EOS and stop strings did end some rows early
     assert not any(stop in text for stop in stops for text in batched)
