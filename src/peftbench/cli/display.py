@@ -218,19 +218,9 @@ METRICS_SHOWN = ["test_score", "peak_memory", "train_time", "file_size", "traina
 
 def _cells(agg: Any) -> list[str]:
     """The shown metrics of one technique: intervals from the items, else ± over seeds."""
-    from peftbench.analysis import format_value, get_metric
+    from peftbench.analysis.pareto import cell_text
 
-    cells = []
-    for name in METRICS_SHOWN:
-        metric = get_metric(name)
-        text = format_value(metric, agg.value(name))
-        if name in agg.bounds:
-            low, high = agg.bounds[name]
-            text += f" [{format_value(metric, low)}, {format_value(metric, high)}]"
-        elif agg.n > 1 and agg.value(name) is not None:
-            text += f" ± {format_value(metric, agg.ci.get(name, 0.0))}"
-        cells.append(text)
-    return cells
+    return [cell_text(agg, name) for name in METRICS_SHOWN]
 
 
 def _sort_key(agg: Any) -> float:
