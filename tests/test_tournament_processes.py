@@ -77,7 +77,8 @@ def test_a_hanging_run_is_killed_and_recorded_as_timed_out(tmp_path):
 
 def test_a_killed_run_is_a_failure_and_the_others_go_on(tmp_path):
     executor = LocalExecutor()
-    specs = [tiny_spec(seed=s) for s in (1, 2)]
+    # the first run trains long enough for the kill to land mid-run, warm start or not
+    specs = [tiny_spec(seed=1, max_steps=10_000, eval_every=10_000), tiny_spec(seed=2)]
 
     def kill_first_worker() -> None:  # what the system's out-of-memory killer would do
         deadline = time.monotonic() + 60
