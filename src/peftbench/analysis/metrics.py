@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peftbench.engine.results import RunSummary
-from peftbench.errors import UserError
+from peftbench.errors import UserError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def get_metric(name: str) -> Metric:
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
     key = _ALIASES.get(key, key)
     if key not in METRICS:
-        raise UserError(f"unknown metric '{name}'; known: {', '.join(METRICS)}")
+        raise unknown_name("metric", name, list(METRICS))
     return METRICS[key]
 
 
