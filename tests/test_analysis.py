@@ -274,8 +274,12 @@ def test_recommend_user_errors(ours: Path, peft_reference: Path) -> None:
     runs = an.load_results([ours]).runs
     with pytest.raises(UserError, match="bad value 'lots'"):
         an.recommend(runs, max_memory="lots")
-    with pytest.raises(UserError, match="not a capability"):
+    with pytest.raises(UserError, match="bad value '20' for peak_memory: give a unit"):
+        an.recommend(runs, max_memory="20")
+    with pytest.raises(UserError, match="unknown capability 'peak_memory < 3gb'"):
         an.recommend(runs, must="peak_memory < 3GB")
+    with pytest.raises(UserError, match="did you mean 'lora-convertible'"):
+        an.recommend(runs, must="lora_convertable")
     with pytest.raises(UserError, match="unknown metric"):
         an.recommend(runs, optimize="vibes")
     mixed = an.load_results([ours, peft_reference / "MetaMathQA" / "results"]).runs

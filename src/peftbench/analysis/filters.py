@@ -16,7 +16,7 @@ from typing import Any
 
 from peftbench.analysis.aggregation import Aggregate
 from peftbench.analysis.metrics import METRICS, Metric, format_value, get_metric
-from peftbench.errors import UserError
+from peftbench.errors import UserError, unknown_name
 
 # --------------------------------------------------------------------------------------------
 # Capabilities
@@ -51,10 +51,20 @@ CAPABILITY_WORDS = {
     "merge": "can be merged into the base weights",
     "multi_adapter": "several adapters can be loaded at once",
     "quantized": "trains on a quantized base model (any kind; 'quantized:bnb-4bit' for one)",
-    "lora_convertible": "can be exported to plain LoRA",
+    "lora_convertible": "PEFT's convert_to_lora converts it exactly (`peftbench export "
+                        "--to-lora` approximates any weight-changing technique by SVD)",
     "prompt_only": "adds virtual tokens only, no weight changes",
     "layer:<type>": "adapts layers of this type: Linear, Conv or Embedding",
 }
+
+#: the layer types a ``layer:<type>`` requirement names
+LAYER_TYPES = ("linear", "conv", "embedding")
+
+
+def capability_names() -> list[str]:
+    """The capability names as users write them, spelled as `peftbench methods`' flags are
+    (``multi-adapter``, ``lora-convertible``; underscores are accepted too)."""
+    return [word.replace("_", "-") for word in CAPABILITY_WORDS]
 
 
 def capability_check(caps: dict[str, Any], word: str, arg: str = "") -> bool:
@@ -80,7 +90,7 @@ _UNITS = {
 _MAX_FILTER = 500
 _CMP = re.compile(r"(?P<metric>[a-z_][a-z0-9_ -]*?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*"
                   r"(?P<num>[0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?|\.[0-9]+)\s*(?P<unit>[a-z%]*)")
-_CAP = re.compile(r"(?P<neg>not\s+|!)?(?P<word>[a-z_]+)(?::(?P<arg>[a-z0-9_-]+))?")
+_CAP = re.compile(r"(?P<neg>not\s+|!)?(?P<word>[a-z_-]+)(?::(?P<arg>[a-z0-9_-]+))?")
 _NAMES = re.compile(r"(?:method|technique)\s*(?P<op>==|=|!=)\s*(?P<names>[a-z0-9_|-]+)")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
@@ -153,30 +163,48 @@ def _parse_clause(part: str) -> Clause:
         metric = get_metric(match["metric"])
         value = _scale(float(match["num"]), match["unit"], metric)
         return Clause("metric", part, metric=metric.name, op=match["op"], value=value)
-    if (match := _CAP.fullmatch(part)) and _known_capability(match["word"], match["arg"]):
-        return Clause("capability", part, word=match["word"], arg=match["arg"] or "",
+    if (match := _CAP.fullmatch(part)) and _known_capability(_word(match), match["arg"]):
+        return Clause("capability", part, word=_word(match), arg=match["arg"] or "",
                       negate=bool(match["neg"]))
     shown = part if len(part) <= 60 else part[:57] + "..."
     raise UserError(f"cannot parse filter clause '{shown}'; expected e.g. 'peak_memory < 20GB', "
                     f"'merge', 'not prompt_only', 'layer:conv' or 'method = lora|ia3'")
 
 
+def _word(match: re.Match[str]) -> str:
+    """A capability word as stored: ``lora-convertible`` and ``lora_convertible`` alike."""
+    return match["word"].replace("-", "_")
+
+
 def _known_capability(word: str, arg: str | None) -> bool:
     if word == "layer":
-        return (arg or "") in ("linear", "conv", "embedding")
+        return (arg or "") in LAYER_TYPES
     if word == "quantized":
         return True
     return word in CAPABILITY_WORDS and not arg
 
 
 def parse_must(text: str) -> list[Clause]:
-    """Parse a comma-separated list of required capabilities ('merge,quantized')."""
-    clauses = parse_filter(text)
-    for clause in clauses:
-        if clause.kind != "capability":
-            raise UserError(f"'{clause.text}' is not a capability; known: "
-                            f"{', '.join(CAPABILITY_WORDS)}")
+    """Parse a comma-separated list of required capabilities ('merge,lora-convertible'); an
+    unknown one is a `UserError` that suggests the closest and lists them all."""
+    clauses = []
+    for part in re.split(r"\s*(?:,|;|\band\b)\s*", (text or "").strip().lower()):
+        if not part:
+            continue
+        match = _CAP.fullmatch(part)
+        if match is None or not _known_capability(_word(match), match["arg"]):
+            raise _unknown_capability(part)
+        clauses.append(Clause("capability", part, word=_word(match), arg=match["arg"] or "",
+                              negate=bool(match["neg"])))
     return clauses
+
+
+def _unknown_capability(part: str) -> UserError:
+    word, _, arg = part.partition(":")
+    if word.replace("-", "_") == "layer":
+        return unknown_name("layer type", arg, list(LAYER_TYPES))
+    names = [n.replace("layer:<type>", "layer:TYPE") for n in capability_names()]
+    return unknown_name("capability", part, names)
 
 
 class CapabilityCache:

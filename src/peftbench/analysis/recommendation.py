@@ -176,15 +176,25 @@ def _constraint_clauses(max_memory: str | float | None, must: str | Sequence[str
                         where: str) -> tuple[list[Clause], list[str]]:
     clauses: list[Clause] = []
     if max_memory not in (None, ""):
-        metric = METRICS["peak_memory"]
-        bound = (float(max_memory) if isinstance(max_memory, int | float)
-                 else parse_quantity(str(max_memory), metric))
+        bound = memory_bound(max_memory)
         clauses.append(Clause("metric", f"peak_memory <= {max_memory}", metric="peak_memory",
                               op="<=", value=bound))
     must_text = must if isinstance(must, str) else ",".join(must)
     clauses += parse_must(must_text)
     clauses += parse_filter(where)
     return clauses, [c.text for c in clauses]
+
+
+def memory_bound(max_memory: str | float) -> float:
+    """A memory bound in bytes: a number is bytes already, text needs its unit ('20GB',
+    '24GiB', '512MiB'); a bare '20' is a `UserError`, since GB and bytes differ by 10^9."""
+    if isinstance(max_memory, int | float):
+        return float(max_memory)
+    text = str(max_memory).strip()
+    if text and text[-1].isdigit():
+        raise UserError(f"bad value '{text}' for peak_memory: give a unit, e.g. {text}GB or "
+                        f"{text}GiB (units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
+    return parse_quantity(text, METRICS["peak_memory"])
 
 
 def _rank_techniques(configs: Sequence[Aggregate], spec: MetricSpec) -> list[Aggregate]:
