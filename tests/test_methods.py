@@ -161,6 +161,70 @@ def test_qlora_says_clearly_when_unsupported(monkeypatch: pytest.MonkeyPatch) ->
         quantized.bnb_4bit_problem.cache_clear()
 
 
+@pytest.mark.parametrize("error, unsupported", [
+    (NotImplementedError("Could not run 'bitsandbytes::quantize_4bit' with arguments from the "
+                         "'CPU' backend."), True),
+    (RuntimeError("CUDA Setup failed despite GPU being available"), False),
+    (ImportError("libbitsandbytes_cpu.so: cannot open shared object file"), False),
+    (AttributeError("module 'bitsandbytes' has no attribute 'nn'"), False),
+])
+def test_qlora_probe_calls_only_a_missing_kernel_unsupported(
+        error: Exception, unsupported: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken bitsandbytes install is not "not supported here": QLoRA stays a contestant
+    and fails with the real error (the probe's failure is never swallowed as a skip)."""
+    from peftbench.methods import quantized
+
+    def probe() -> bool:
+        raise error
+
+    quantized.bnb_4bit_problem.cache_clear()
+    monkeypatch.setattr(quantized, "_probe_4bit_layer", probe)
+    try:
+        reason = quantized.bnb_4bit_problem()
+    finally:
+        quantized.bnb_4bit_problem.cache_clear()
+    assert (reason is not None) == unsupported
+    assert reason is None or reason.startswith("not supported here: bitsandbytes has no 4-bit")
+
+
+def test_qlora_quantization_failure_is_not_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    method = get_method("qlora")
+    if method.why_not("causal-lm"):
+        pytest.skip(method.why_not("causal-lm"))
+    model = load_model("tiny-llama").model
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise ImportError("bitsandbytes is broken")
+
+    monkeypatch.setattr(type(model), "from_pretrained", broken)
+    with pytest.raises(ImportError, match="bitsandbytes is broken"):
+        method.build(model, "causal-lm", None, {})
+
+
+def test_peft_refusal_is_a_user_error_and_a_bug_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from peft.tuners.lora import model as lora_model
+
+    from peftbench.methods.base import is_peft_refusal
+
+    method = get_method("lora")
+    with pytest.raises(UserError, match="cannot be applied to this model: Target modules"):
+        method.build(load_model("tiny-llama").model, "causal-lm", "nothing_here", {})
+    for bug in (KeyError("q_proj"), RuntimeError("shape mismatch"), ValueError("torch's own"),
+                AttributeError("'NoneType' object has no attribute 'weight'")):
+        def create(*_a: object, _bug: Exception = bug, **_k: object) -> None:
+            raise _bug  # raised here, not by PEFT: a bug whatever its type
+
+        monkeypatch.setattr(lora_model.LoraModel, "_create_and_replace", create)
+        with pytest.raises(type(bug)) as info:
+            method.build(load_model("tiny-llama").model, "causal-lm", None, {})
+        assert not isinstance(info.value, UserError) and not is_peft_refusal(info.value)
+    from peft.tuners import tuners_utils
+
+    with pytest.raises(AttributeError) as info:  # Python's own error inside PEFT's code
+        tuners_utils.check_target_module_exists(None, "q_proj")
+    assert not is_peft_refusal(info.value)
+
+
 def test_methods_verb_is_fast_and_filters() -> None:
     started = time.perf_counter()
     out = subprocess.run([PEFTBENCH, "methods", "--json"], capture_output=True, text=True,

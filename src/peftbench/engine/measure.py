@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import platform
 import resource
 import sys
@@ -164,17 +165,28 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> in
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts, each shared tensor counted once."""
+    """(trainable, total) parameter counts, each shared tensor counted once, quantized weights
+    by their logical number of weights (see `logical_numel`)."""
     seen: set[int] = set()
     trainable = total = 0
     for p in model.parameters():
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
+        count = logical_numel(p)
+        total += count
         if p.requires_grad:
-            trainable += p.numel()
+            trainable += count
     return trainable, total
+
+
+def logical_numel(param: torch.Tensor) -> int:
+    """How many weights ``param`` holds: a bitsandbytes 4-bit weight packs two per byte in a
+    flat uint8 tensor and keeps its real shape in ``quant_state.shape``; others are numel."""
+    shape = getattr(getattr(param, "quant_state", None), "shape", None)
+    if shape is not None:
+        return math.prod(shape)
+    return param.numel()
 
 
 @dataclass

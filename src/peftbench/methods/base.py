@@ -155,8 +155,9 @@ class Method:
         _, options = self.split_overrides(overrides)
         try:
             peft_model = get_peft_model(model, config)
-        except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError,
-                ImportError, AttributeError) as exc:
+        except Exception as exc:
+            if not is_peft_refusal(exc):
+                raise  # a bug (PEFT's, peftbench's, torch's): the run records it as failed
             raise UserError(f"{self.name} cannot be applied to this model: "
                             f"{first_line(exc)}") from None
         setattr(peft_model, OPTIONS_ATTR, options)
@@ -218,6 +219,43 @@ class Method:
     def merge(self, model: nn.Module) -> nn.Module:
         """The base model with the adapter folded in (call only when `can_merge`)."""
         return model.merge_and_unload()
+
+
+#: exception types PEFT raises on purpose to refuse a config or a model it cannot adapt
+PEFT_REFUSAL_TYPES: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, NotImplementedError, ImportError, AttributeError)
+
+
+def is_peft_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is PEFT refusing a config or a model (the user's to fix), not a bug.
+
+    That is an exception of a `PEFT_REFUSAL_TYPES` type raised by a ``raise`` statement in
+    PEFT's own code: PEFT checks configs and target layers and raises with a message saying
+    what is wrong ("Target modules ... not found", "... is not supported"). The same types
+    raised anywhere else (inside torch or transformers, by Python itself on a bad operation) or
+    other types (``KeyError``, ``RuntimeError``) are bugs; so is PEFT's generic
+    ``AttributeError`` for a missing module attribute.
+    """
+    import traceback
+
+    if not isinstance(exc, PEFT_REFUSAL_TYPES) or exc.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or not _in_peft(frames[-1].filename):
+        return False
+    if not (frames[-1].line or "").lstrip().startswith("raise"):
+        return False
+    return not (isinstance(exc, AttributeError) and "has no attribute" in str(exc))
+
+
+def _in_peft(filename: str) -> bool:
+    """Whether ``filename`` is a source file of the installed PEFT package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("peft")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    here = Path(filename).resolve()
+    return any(here.is_relative_to(Path(root).resolve()) for root in roots)
 
 
 def kv_prefix_problem(model: Any, kind: ModelKind) -> str | None:
