@@ -86,18 +86,64 @@ def test_checkpoint_reproduces_the_trained_model(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     state = load_file(str(tmp_path / "adapter_model.safetensors"))
-    moved_bytes = 0
+    factor_bytes = 0
     for name, layer in run.model.layers().items():
-        delta = state[f"{name}.weight_delta"]
+        a, b, a_k, b_k = (state[f"{name}.{k}"] for k in ("lora_A", "lora_B", "warmup_A",
+                                                         "warmup_B"))
+        # W's change is λ·s·(B A − B_K A_K), stored as the factors (rank ≤ 2r), not densely
         expected = layer.base_layer.weight.detach() - base_weights[f"{name}.weight"]
         assert expected.abs().max() > 0  # W did move after the warm-up
-        torch.testing.assert_close(delta, expected, atol=1e-6, rtol=0)
-        moved_bytes += delta.numel() * delta.element_size()
-    size = sum(p.stat().st_size for p in tmp_path.iterdir())
-    assert size > moved_bytes  # the dense W changes are in the checkpoint, and counted
+        torch.testing.assert_close(0.5 * layer.scaling * (b @ a - b_k @ a_k), expected,
+                                   atol=1e-6, rtol=0)
+        factor_bytes += sum(t.numel() * t.element_size() for t in (a, b, a_k, b_k))
+    assert not any(k.endswith("weight_delta") for k in state)
+    size = (tmp_path / "adapter_model.safetensors").stat().st_size
+    assert factor_bytes < size < factor_bytes + 8192  # the factors and a header, nothing dense
     fresh = load_model("tiny-llama", seed=0).model
-    reloaded = outputs(method.load(fresh, "causal-lm", tmp_path), run.batch)
-    torch.testing.assert_close(reloaded, trained, atol=1e-5, rtol=1e-5)
+    reloaded = method.load(fresh, "causal-lm", tmp_path)
+    torch.testing.assert_close(outputs(reloaded, run.batch), trained, atol=1e-5, rtol=1e-5)
+    # saved again after the reload: the same change of W (it was saved as zero before)
+    method.save(reloaded, tmp_path / "again")
+    again = load_file(str(tmp_path / "again" / "adapter_model.safetensors"))
+    assert again.keys() == state.keys()
+    for key, tensor in state.items():
+        torch.testing.assert_close(again[key], tensor, atol=0, rtol=0)
+    twice = method.load(load_model("tiny-llama", seed=0).model, "causal-lm", tmp_path / "again")
+    torch.testing.assert_close(outputs(twice, run.batch), trained, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_before_the_warmup_ends_is_plain_lora(tmp_path: Path) -> None:
+    method = get_method("delta_lora")
+    run = train_briefly(method, "tiny-llama", "causal-lm", steps=3, evaluate=False,
+                        overrides={"warmup_steps": 5})
+    method.save(run.model, tmp_path)
+    from safetensors.torch import load_file
+
+    state = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert {k.rsplit(".", 1)[1] for k in state} == {"lora_A", "lora_B"}
+    reloaded = method.load(load_model("tiny-llama", seed=0).model, "causal-lm", tmp_path)
+    assert reloaded.steps_done == 3 and not reloaded.moving
+    torch.testing.assert_close(outputs(reloaded, run.batch), outputs(run.model, run.batch),
+                               atol=1e-6, rtol=0)
+
+
+def test_disable_adapter_runs_the_base_layers() -> None:
+    from peftbench.engine import evaluate
+
+    loaded, batch = _batch()
+    base = outputs(copy.deepcopy(loaded.model), {k: v for k, v in batch.items()
+                                                 if k != "labels"})
+    model = get_method("delta_lora").build(loaded.model, "causal-lm", None, dict(OVERRIDES))
+    with torch.no_grad():
+        for layer in model.layers().values():
+            layer.lora_B.normal_()  # a non-zero LoRA path
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    adapted = outputs(model, inputs)
+    with model.disable_adapter():
+        torch.testing.assert_close(outputs(model, inputs), base)
+    torch.testing.assert_close(outputs(model, inputs), adapted)
+    slowdown = evaluate.inference_slowdown(model, batch, device=torch.device("cpu"), repeats=1)
+    assert slowdown is not None and slowdown > 0
 
 
 def test_classifier_head_is_trained_and_saved(tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ from torch import nn
 class DeltaLoraLinear(nn.Module):
     """Wraps a frozen ``nn.Linear``; trains A and B; `move_weight` applies the Delta-LoRA step.
 
-    Two small copies of the factors are kept (not saved): those of the previous step, to form
-    B(t+1)A(t+1) − B(t)A(t), and those at the end of the warm-up, from which the total change
-    of W is λ·(α/r)·(B A − B_K A_K) (the per-step changes telescope).
+    Two small copies of the factors are kept: those of the previous step, to form
+    B(t+1)A(t+1) − B(t)A(t), and those at the end of the warm-up (A_K, B_K), from which the
+    total change of W is λ·(α/r)·(B A − B_K A_K) (the per-step changes telescope): a matrix of
+    rank at most 2r, which the checkpoint stores as these factors. ``enabled`` switches the
+    LoRA path off (`DeltaLoraModel.disable_adapter`); W keeps its change.
     """
 
     def __init__(self, base_layer: nn.Linear, r: int, scaling: float) -> None:
@@ -28,12 +30,15 @@ class DeltaLoraLinear(nn.Module):
                                                device=weight.device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # LoRA's init: B·A = 0 at start
         self.scaling = scaling
+        self.enabled = True
         for name in ("previous_A", "previous_B", "start_A", "start_B"):
             source = self.lora_A if name.endswith("A") else self.lora_B
             self.register_buffer(name, source.detach().clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Frozen path plus the LoRA path (no dropout, as Delta-LoRA prescribes)."""
+        if not self.enabled:
+            return self.base_layer(x)
         lora = (x.to(self.lora_A.dtype) @ self.lora_A.T) @ self.lora_B.T
         return self.base_layer(x) + (lora * self.scaling).to(x.dtype)
 
@@ -57,6 +62,19 @@ class DeltaLoraLinear(nn.Module):
         """Remember the factors at which W starts moving."""
         self.start_A.copy_(self.lora_A)
         self.start_B.copy_(self.lora_B)
+
+    @torch.no_grad()
+    def restore(self, a: torch.Tensor, b: torch.Tensor, start_a: torch.Tensor,
+                start_b: torch.Tensor, update_ratio: float) -> None:
+        """Put saved factors back and move W by the change they define (from the base W)."""
+        self.lora_A.copy_(a)
+        self.lora_B.copy_(b)
+        self.start_A.copy_(start_a)
+        self.start_B.copy_(start_b)
+        self.previous_A.copy_(a)
+        self.previous_B.copy_(b)
+        weight = self.base_layer.weight
+        weight.add_(self.weight_delta(update_ratio).to(weight.device, weight.dtype))
 
     @torch.no_grad()
     def weight_delta(self, update_ratio: float) -> torch.Tensor:

@@ -54,7 +54,7 @@ class DeltaLoraMethod(Method):
         model.after_step(step)
 
     def save(self, model: nn.Module, directory: Path) -> None:
-        """Save config, A, B, the change of W, and fully trained heads."""
+        """Save config, A and B, the warm-up factors defining W's change, and trained heads."""
         model.save_pretrained(directory)
 
     def load(self, model: nn.Module, kind: ModelKind, directory: Path) -> nn.Module:
