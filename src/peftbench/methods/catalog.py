@@ -32,6 +32,13 @@ LORA_LR = 1e-3
 LORA_LR_SOURCE = "peftbench calibration on SmolLM2-135M/arith (LoRA at r=16 on a 135M model)"
 LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 CAUSAL_ONLY = ("causal-lm",)
+#: PiSSA's initialisation: randomized SVD with 16 power iterations, which PEFT documents as
+#: about equivalent to the exact SVD (on SmolLM2's q/v projections it captures 99.6% / 98.8% of
+#: the top-16 spectral energy, against 96.8% / 92.2% with 4 iterations) at a fraction of its
+#: cost on large layers (a 2048×2048 weight: ~1 s against ~14 s for the exact SVD on one core)
+PISSA_INIT = "pissa_niter_16"
+PISSA_INIT_NOTE = ("initialisation: randomized SVD, 16 power iterations (about exact; "
+                   "init_lora_weights=pissa for the exact SVD).")
 
 NEEDS_TASK_IDS = ("routes every example by a task id (multi-task training); peftbench trains one "
                   "task at a time and passes no task ids")
@@ -261,8 +268,8 @@ def _variants() -> list[Method]:
                **lora),
         ResidualInitLora(name="pissa", description="PiSSA: LoRA initialised from the weight's "
                          "principal singular vectors, training the residual's complement "
-                         "(Meng et al., 2024).",
-                         defaults={**LORA_DEFAULTS, "init_lora_weights": "pissa_niter_4"},
+                         "(Meng et al., 2024); " + PISSA_INIT_NOTE,
+                         defaults={**LORA_DEFAULTS, "init_lora_weights": PISSA_INIT},
                          **lora),
         ResidualInitLora(name="olora", description="OLoRA: LoRA initialised from a QR "
                          "decomposition of the weight (Büyükakyüz, 2024).",

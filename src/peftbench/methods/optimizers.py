@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from peftbench.methods.base import OPTIONS_ATTR, Method
 
@@ -12,7 +12,13 @@ if TYPE_CHECKING:
 
 
 class LoraPlusMethod(Method):
-    """LoRA+: the B matrices get ``loraplus_lr_ratio`` times the learning rate of A."""
+    """LoRA+: the B matrices get ``loraplus_lr_ratio`` times the learning rate of A.
+
+    Everything else trains as under every other technique: the same weight decay on every
+    parameter (PEFT's optimizer takes it as ``loraplus_weight_decay`` and ignores
+    ``weight_decay``), and parameters that are not LoRA factors (a classifier head, which PEFT
+    files by shape: its bias with B, without weight decay) at the base learning rate.
+    """
 
     def make_optimizer(
         self, model: nn.Module, lr: float, weight_decay: float
@@ -22,10 +28,31 @@ class LoraPlusMethod(Method):
         from peft.optimizers import create_loraplus_optimizer
 
         options = getattr(model, OPTIONS_ATTR, self.options)
-        return create_loraplus_optimizer(
+        optimizer = create_loraplus_optimizer(
             model, torch.optim.AdamW, lr=lr, weight_decay=weight_decay,
+            loraplus_weight_decay=weight_decay,
             loraplus_lr_ratio=float(options["loraplus_lr_ratio"]),
         )
+        return torch.optim.AdamW(lora_plus_groups(model, optimizer, lr, weight_decay), lr=lr,
+                                 weight_decay=weight_decay)
+
+
+def lora_plus_groups(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float,
+                     weight_decay: float) -> list[dict[str, Any]]:
+    """``optimizer``'s parameter groups with LoRA+'s rule kept for LoRA factors only: any
+    other parameter moves to a group at ``lr`` with ``weight_decay``, as for every technique."""
+    lora = {id(p) for name, p in model.named_parameters() if "lora_" in name}
+    groups: list[dict[str, Any]] = []
+    others: list[torch.nn.Parameter] = []
+    for group in optimizer.param_groups:
+        own = [p for p in group["params"] if id(p) in lora]
+        others += [p for p in group["params"] if id(p) not in lora]
+        if own:
+            groups.append({"params": own, "lr": group["lr"],
+                           "weight_decay": group["weight_decay"]})
+    if others:
+        groups.append({"params": others, "lr": lr, "weight_decay": weight_decay})
+    return groups
 
 
 class LoraFaMethod(Method):
