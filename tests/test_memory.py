@@ -12,12 +12,13 @@ from test_engine import tiny_spec
 from peftbench.engine.experiment import run_experiment
 from peftbench.engine.measure import MemoryTracker, SavedTensorMeter, reset_peak_rss
 from peftbench.engine.models import load_model
+from peftbench.engine.record import MemoryFigures
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="clear_refs/VmHWM are Linux's")
 
 
-def _training_peak(allocate_mb: int) -> dict:
+def _training_peak(allocate_mb: int) -> MemoryFigures:
     tracker = MemoryTracker(torch.device("cpu"))
     tracker.reset()
     block = torch.ones(allocate_mb * 2**20 // 4)  # touched: resident
@@ -30,11 +31,11 @@ def _training_peak(allocate_mb: int) -> dict:
 def test_a_phase_that_allocates_more_shows_a_larger_training_peak() -> None:
     assert reset_peak_rss()
     small, large = _training_peak(16), _training_peak(256)
-    assert small["memory_method"] == "clear_refs"
+    assert small.memory_method == "clear_refs"
     # the peak counter was reset at each start: the earlier, larger block does not linger
-    assert large["train_rss_increase"] >= 250 * 2**20
-    assert small["train_rss_increase"] < 100 * 2**20
-    assert large["train_peak_rss"] > small["train_peak_rss"]
+    assert large.train_rss_increase >= 250 * 2**20
+    assert small.train_rss_increase < 100 * 2**20
+    assert large.train_peak_rss > small.train_peak_rss
 
 
 @linux_only
@@ -46,7 +47,7 @@ def test_validation_is_left_out_of_the_training_peak() -> None:
         block = torch.ones(256 * 2**18)  # 256 MiB during "validation"
         del block
     report = tracker.report(param_bytes=0, trainable_bytes=0, state_bytes=0, activation_bytes=0)
-    assert report["train_rss_increase"] < 100 * 2**20
+    assert report.train_rss_increase < 100 * 2**20
 
 
 def test_saved_tensor_meter_counts_activations_in_proportion_to_the_batch() -> None:

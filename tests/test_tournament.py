@@ -287,3 +287,19 @@ def test_a_best_rate_at_the_grid_edge_extends_the_grid(tmp_path):
     none = run_tournament(tiny_config(methods=["lora"], lr_grid=[1e-6, 1e-5], lr_extend=0),
                           tmp_path / "capped")
     assert none.techniques["lora"].extended == []
+
+
+def test_a_validation_tie_goes_to_the_lower_final_training_loss(tmp_path):
+    # two real runs of a tiny random model tie at 0 on validation; the rate nearer the
+    # default (5e-4 for lora's 1e-3) is not the one that trained to the lower loss
+    cfg = tiny_config(methods=["lora"], lr_grid=[5e-4, 3e-2])
+    outcome = run_tournament(cfg, tmp_path)
+    search = outcome.techniques["lora"].search
+    assert len({r.train_info["valid_score"] for r in search}) == 1
+    final_loss = {r.spec.train.lr: r.train_info["train_loss_curve"][-1][1] for r in search}
+    assert final_loss[3e-2] < final_loss[5e-4]
+    assert outcome.techniques["lora"].chosen_lr == 3e-2
+    # the same choice from the files a resumed tournament reads back
+    again = run_tournament(cfg, tmp_path)
+    assert all(r.reused for r in again.all_records())
+    assert again.techniques["lora"].chosen_lr == 3e-2

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from peftbench.engine.record import MemoryFigures
+
 
 def device_for_run() -> torch.device:
     """CUDA when available, else CPU."""
@@ -241,7 +243,7 @@ class MemoryTracker:
         self._stepped = False
 
     def report(self, *, param_bytes: int, trainable_bytes: int, state_bytes: int,
-               activation_bytes: int) -> dict[str, Any]:
+               activation_bytes: int) -> MemoryFigures:
         """The memory fields of the result file.
 
         ``param_bytes`` are all parameters, ``trainable_bytes`` the trainable ones,
@@ -250,39 +252,36 @@ class MemoryTracker:
         """
         self._close_window()
         frozen = param_bytes - trainable_bytes
-        out: dict[str, Any] = {
+        out = MemoryFigures(
             # resetting the peak counter also lowers what getrusage reports later
-            "cpu_peak_rss": max(peak_rss_bytes(), self.window_peak),
-            "memory_frozen_weights": frozen,
-            "memory_trainable_state": state_bytes,
-            "memory_activations": activation_bytes,
-            "train_memory": frozen + state_bytes + activation_bytes,
-            "memory_method": "cuda allocator" if self.device.type == "cuda" else (
+            cpu_peak_rss=max(peak_rss_bytes(), self.window_peak),
+            memory_frozen_weights=frozen,
+            memory_trainable_state=state_bytes,
+            memory_activations=activation_bytes,
+            train_memory=frozen + state_bytes + activation_bytes,
+            memory_method="cuda allocator" if self.device.type == "cuda" else (
                 "clear_refs" if self.window_reset else "whole-process peak (no clear_refs)"),
-        }
+        )
         if self.window_reset and self.window_peak:
-            out["train_peak_rss"] = self.window_peak
-            out["train_rss_increase"] = max(self.window_increase, 0)
+            out.train_peak_rss = self.window_peak
+            out.train_rss_increase = max(self.window_increase, 0)
         if self.device.type == "cuda":
-            samples = sorted(self.reserved_samples) or [0]
-            max_alloc = torch.cuda.max_memory_allocated(self.device)
-            out.update(
-                cuda_memory_max_allocated=max_alloc,
-                cuda_memory_max_reserved=torch.cuda.max_memory_reserved(self.device),
-                accelerator_memory_max=max_alloc,
-                accelerator_memory_reserved_avg=int(sum(samples) / len(samples)),
-                accelerator_memory_reserved_99th=samples[min(len(samples) - 1,
-                                                             int(0.99 * len(samples)))],
-                peak_memory=max_alloc,
-            )
+            self._add_cuda_figures(out)
         else:
-            out.update(
-                accelerator_memory_max=None,
-                accelerator_memory_reserved_avg=None,
-                accelerator_memory_reserved_99th=None,
-                peak_memory=out["train_memory"],
-            )
+            out.peak_memory = out.train_memory
         return out
+
+    def _add_cuda_figures(self, out: MemoryFigures) -> None:
+        """The allocator's figures, as the PEFT suite reports them."""
+        samples = sorted(self.reserved_samples) or [0]
+        max_alloc = torch.cuda.max_memory_allocated(self.device)
+        out.cuda_memory_max_allocated = max_alloc
+        out.cuda_memory_max_reserved = torch.cuda.max_memory_reserved(self.device)
+        out.accelerator_memory_max = max_alloc
+        out.accelerator_memory_reserved_avg = int(sum(samples) / len(samples))
+        out.accelerator_memory_reserved_99th = samples[min(len(samples) - 1,
+                                                           int(0.99 * len(samples)))]
+        out.peak_memory = max_alloc
 
 
 def synchronize(device: torch.device) -> None:

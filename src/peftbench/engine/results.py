@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.record import STATUS_FAILED as STATUS_FAILED
+from peftbench.engine.record import STATUS_SUCCESS as STATUS_SUCCESS
+from peftbench.engine.record import STATUS_TIMEOUT as STATUS_TIMEOUT
+from peftbench.engine.record import ResultView
 from peftbench.errors import UserError
-
-STATUS_SUCCESS = "success"
-STATUS_FAILED = "failed"
-STATUS_TIMEOUT = "timeout"
 
 #: Fields peftbench adds to ``train_info`` beyond the PEFT suite's own, with their meaning.
 EXTRA_TRAIN_INFO = {
@@ -177,9 +177,9 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
     """Normalize a result dict (ours or the PEFT suite's) into a `RunSummary`."""
-    run_info = data.get("run_info", {})
-    train_info = data.get("train_info", {})
-    ours = run_info.get("peftbench")
+    view = ResultView(data)
+    run_info, train_info = view.run_info, view.train_info
+    ours = view.ours
     metrics = train_info.get("metrics") or []
     name = run_info.get("experiment_name", Path(path).stem)
     train_config = run_info.get("train_config") or {}
@@ -213,8 +213,8 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         method=str(method),
         model=str(model),
         task=str(task),
-        status=str(train_info.get("status", STATUS_FAILED)),
-        error=str(run_info.get("error_msg") or ""),
+        status=view.status or STATUS_FAILED,
+        error=view.error,
         test_score=test,
         metric_name=metric_name,
         valid_curve=valid_curve,
@@ -231,10 +231,10 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         inference_slowdown=train_info.get("inference_slowdown"),
         lr=lr,
         seed=seed,
-        spec_hash=(ours or {}).get("spec_hash"),
+        spec_hash=view.spec_hash,
         peft_config=run_info.get("peft_config") or {},
         train_config=train_config,
-        spec=dict((ours or {}).get("spec") or {}),
+        spec=dict(view.spec_data or {}),
         test_items=train_info.get("test_items"),
         items_fingerprint=train_info.get("test_items_fingerprint"),
         train_memory=train_info.get("train_memory"),

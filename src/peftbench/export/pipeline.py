@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from peftbench.engine.progress import make_progress
+from peftbench.engine.record import ResultView
 from peftbench.engine.results import atomic_write_json, sanitize
 from peftbench.errors import UserError
 from peftbench.export.factorization import (
@@ -225,12 +226,11 @@ def _report(session: Session, out: Path, mode: Mode, folder: Path, before: float
             fields: dict[str, Any]) -> ExportReport:
     source, ratio = session.source, score_ratio(before, after)
     rejected = min_score_ratio is not None and ratio < min_score_ratio
-    info = source.result["train_info"]
     report = ExportReport(
         status="rejected" if rejected else "exported", mode=mode, out=str(out),
         result=str(source.path), method=source.spec.method, model=source.spec.model,
         task=source.spec.task, metric=session.prep.task.metric,
-        score_recorded=info.get("test_score"), score_before=before, score_after=after,
+        score_recorded=ResultView(source.result).test_score, score_before=before, score_after=after,
         score_ratio=ratio, min_score_ratio=min_score_ratio,
         size_original_bytes=checkpoint_bytes(source.adapter_dir),
         size_exported_bytes=checkpoint_bytes(folder),

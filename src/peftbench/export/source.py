@@ -12,9 +12,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from peftbench.engine import experiment
+from peftbench.engine import prepared
 from peftbench.engine.batching import collate
-from peftbench.engine.experiment import Prepared
+from peftbench.engine.prepared import Prepared
+from peftbench.engine.record import ResultView
 from peftbench.engine.results import STATUS_SUCCESS, read_result
 from peftbench.engine.spec import ExperimentSpec, parse_spec
 from peftbench.errors import UserError, first_line
@@ -44,17 +45,16 @@ def open_run(path: str | os.PathLike[str]) -> SourceRun:
     if not path.is_file():
         raise UserError(f"{path}: no such result file")
     result = read_result(path)
-    info, run_info = result["train_info"], result["run_info"]
-    if info.get("status") != STATUS_SUCCESS:
-        why = first_line(run_info.get("error_msg") or "no error recorded")
-        raise UserError(f"{path}: the run did not succeed ({info.get('status')}: {why}); "
+    view = ResultView(result)
+    if view.status != STATUS_SUCCESS:
+        why = first_line(view.error or "no error recorded")
+        raise UserError(f"{path}: the run did not succeed ({view.status}: {why}); "
                         "there is nothing to export")
-    ours = run_info.get("peftbench") or {}
-    if not ours.get("spec"):
+    if not view.spec_data:
         raise UserError(f"{path}: not a peftbench result (no run_info.peftbench.spec), so its "
                         "task and model cannot be re-created")
-    adapter_dir = _adapter_dir(path, ours.get("adapter_path"))
-    return SourceRun(path, result, parse_spec(ours["spec"]), adapter_dir)
+    adapter_dir = _adapter_dir(path, view.adapter_path)
+    return SourceRun(path, result, parse_spec(view.spec_data), adapter_dir)
 
 
 def _adapter_dir(result_path: Path, recorded: str | None) -> Path:
@@ -107,7 +107,7 @@ class Session:
 def load_session(source: SourceRun, bar: Any) -> Session:
     """Re-create task and base model from the spec, snapshot the base, load the adapter."""
     train = source.spec.train.model_copy(update={"forgetting_samples": 0})
-    prep = experiment.prepare(source.spec.model_copy(update={"train": train}))
+    prep = prepared.prepare(source.spec.model_copy(update={"train": train}))
     base_model = prep.loaded.model
     base = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
     model = prep.method.load(base_model, prep.loaded.kind, source.adapter_dir)
@@ -124,13 +124,13 @@ def _refuse_quantized(model: nn.Module, method: str) -> None:
 def score_on_test(session: Session, model: nn.Module, label: str) -> float:
     """The task's test score of ``model``: the run's own test set, metric and settings."""
     model.to(session.prep.device)
-    return experiment.score_split(session.prep, model, "test", session.bar, label)
+    return prepared.score_split(session.prep, model, "test", session.bar, label)
 
 
 @torch.no_grad()
 def probe_logits(prep: Prepared, model: nn.Module) -> torch.Tensor:
     """Logits on the first test examples (float32), to compare outputs across conversion."""
-    features = experiment.encode_examples(prep, prep.splits["test"][:PROBE_EXAMPLES])
+    features = prepared.encode_examples(prep, prep.splits["test"][:PROBE_EXAMPLES])
     batch = collate(features, prep.loaded.tokenizer.pad_token_id)
     model.eval()
     out = model(input_ids=batch["input_ids"].to(prep.device),

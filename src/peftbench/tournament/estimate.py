@@ -60,13 +60,13 @@ def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Execut
             pass
     probe_dir = out_dir / ".calibration"
     record = next(iter(executor.run([spec], probe_dir, save_adapter=False)))
-    info = record.train_info
+    view = record.view
     if record.status != STATUS_SUCCESS:
         raise UserError(f"the calibration run ({method}) failed: {record.error}")
-    eval_time = sum(m.get("eval time", 0.0) for m in info.get("metrics", []))
-    step = (info.get("train_time") or 0.0) / probe_steps
-    startup = max(0.0, record.seconds - (info.get("train_time") or 0.0) - eval_time)
-    sizes = (record.result.get("meta_info", {}).get("dataset_info") or {}).get("sizes") or {}
+    eval_time = view.eval_seconds
+    step = (view.train_time or 0.0) / probe_steps
+    startup = max(0.0, record.seconds - (view.train_time or 0.0) - eval_time)
+    sizes = view.dataset_sizes
     ratio = (sizes.get("test", 2) / sizes["validation"]) if sizes.get("validation") else 2.0
     calibration = Calibration(startup, step, eval_time, ratio)
     atomic_write_json(cache, {"key": key, "calibration": vars(calibration)})

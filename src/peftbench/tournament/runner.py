@@ -29,15 +29,15 @@ from peftbench.tournament.storage import (
 
 
 def validation_key(record: RunRecord, default_lr: float) -> tuple[float, float, float]:
-    """Sort key (higher is better) of a search run: validation score, then lower final
-    training loss, then the rate closest to the technique's default. Test plays no part."""
-    info = record.train_info
-    valid = info.get("valid_score")
-    loss = info.get("last_loss")
+    """Sort key (higher is better) of a search run: validation score, then lower training
+    loss at the last step, then the rate closest to the technique's default. Test plays no
+    part."""
+    view = record.view
+    valid, loss = view.valid_score, view.final_train_loss
     lr = record.spec.train.lr or default_lr
     return (
         valid if record.status == STATUS_SUCCESS and valid is not None else -math.inf,
-        -loss if isinstance(loss, int | float) and math.isfinite(loss) else -math.inf,
+        -loss if loss is not None else -math.inf,
         -abs(math.log(lr / default_lr)),
     )
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.record import ResultView
 from peftbench.engine.results import STATUS_FAILED, STATUS_SUCCESS, atomic_write_json
 from peftbench.engine.spec import ExperimentSpec
 from peftbench.errors import UserError
@@ -31,15 +32,12 @@ def existing_results(out_dir: Path, finished: tuple[str, ...] = FINISHED
     for path in sorted(out_dir.glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            info = data["run_info"]["peftbench"]
-            spec = ExperimentSpec.model_validate(info["spec"])
-        except (OSError, ValueError, KeyError, TypeError):
+            view = ResultView(data)
+            spec = ExperimentSpec.model_validate(view.spec_data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        status = data.get("train_info", {}).get("status")
-        if status in finished and spec.content_hash() == info.get("spec_hash"):
-            found[info["spec_hash"]] = RunRecord(spec, status, path, data,
-                                                 data["run_info"].get("error_msg", ""),
-                                                 reused=True)
+        if view.status in finished and spec.content_hash() == view.spec_hash:
+            found[view.spec_hash] = RunRecord.from_result(spec, path, data, reused=True)
     return found
 
 
@@ -101,9 +99,9 @@ def write_manifest(outcome: TournamentOutcome) -> Path:
 
 
 def _run_entry(record: RunRecord) -> dict[str, Any]:
-    info = record.train_info
+    view = record.view
     return {"file": record.path.name, "status": record.status, "lr": record.spec.train.lr,
             "seed": record.spec.train.seed, "steps": record.spec.train.steps_to_run(),
-            "valid_score": info.get("valid_score"), "test_score": info.get("test_score"),
+            "valid_score": view.valid_score, "test_score": view.test_score,
             "error": record.error or None}
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.record import ResultRecord, ResultView, train_config_of
 from peftbench.engine.results import atomic_write_json, result_filename
 from peftbench.engine.spec import ExperimentSpec
 
@@ -31,10 +32,22 @@ class RunRecord:
     seconds: float = 0.0
     reused: bool = False  # found finished in the output folder (resume), not run now
 
+    @classmethod
+    def from_result(cls, spec: ExperimentSpec, path: Path, result: dict[str, Any],
+                    seconds: float = 0.0, reused: bool = False) -> RunRecord:
+        """The record of a run whose result file holds ``result``."""
+        view = ResultView(result)
+        return cls(spec, view.status or "", path, result, view.error, seconds, reused)
+
+    @property
+    def view(self) -> ResultView:
+        """Typed reads of the run's result."""
+        return ResultView(self.result)
+
     @property
     def train_info(self) -> dict[str, Any]:
         """The result's ``train_info`` (empty when there is none)."""
-        return self.result.get("train_info", {})
+        return self.view.train_info
 
 
 def result_path(spec: ExperimentSpec, out_dir: Path) -> Path:
@@ -47,23 +60,11 @@ def failure_result(spec: ExperimentSpec, status: str, error: str, seconds: float
     the PEFT-suite layout with the spec, the status and the error, and no measurements."""
     from peftbench.engine.measure import package_versions
 
-    return {
-        "run_info": {
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "total_time": seconds,
-            "experiment_name": f"{spec.method}/{spec.display_name()}",
-            "train_config": {"model_id": spec.model, "seed": spec.train.seed,
-                             "optimizer_kwargs": {"lr": spec.train.lr},
-                             "max_steps": spec.train.max_steps, "task": spec.task},
-            "peft_config": {"method": spec.method, **spec.adapter_config},
-            "error_msg": error,
-            "peftbench": {"spec": spec.model_dump(mode="json"),
-                          "spec_hash": spec.content_hash(), "method": spec.method,
-                          "lr": spec.train.lr, "adapter_path": None},
-        },
-        "train_info": {"status": status, "metrics": [], "total_time": seconds},
-        "meta_info": {"package_info": package_versions()},
-    }
+    return ResultRecord(
+        spec=spec, status=status, error=error,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), total_time=seconds,
+        train_config=train_config_of(spec), meta_info={"package_info": package_versions()},
+    ).to_json()
 
 
 def record_failure(spec: ExperimentSpec, target: Path, status: str, error: str,

@@ -52,10 +52,8 @@ class InlineExecutor:
                 yield record_failure(spec, result_path(spec, out_dir), STATUS_FAILED, str(exc),
                                       time.perf_counter() - started)
                 continue
-            result = outcome.result
-            yield RunRecord(spec, result["train_info"]["status"], outcome.path, result,
-                            result["run_info"].get("error_msg", ""),
-                            time.perf_counter() - started)
+            yield RunRecord.from_result(spec, outcome.path, outcome.result,
+                                        time.perf_counter() - started)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -87,10 +87,7 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
         return record_failure(spec, target, STATUS_TIMEOUT,
                                f"timed out after {timeout:g} s (run killed)", seconds)
     if code in (0, 1) and target.exists():
-        result = json.loads(target.read_text())
-        status = result["train_info"]["status"]
-        return RunRecord(spec, status, target, result, result["run_info"].get("error_msg", ""),
-                         seconds)
+        return RunRecord.from_result(spec, target, json.loads(target.read_text()), seconds)
     return record_failure(spec, target, STATUS_FAILED, _why_it_died(code, stderr_tail), seconds)
 
 

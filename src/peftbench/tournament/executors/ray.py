@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.record import ResultView
 from peftbench.engine.results import STATUS_FAILED, atomic_write_json
 from peftbench.engine.spec import ExperimentSpec
 from peftbench.errors import UserError
@@ -105,7 +106,7 @@ def run_remotely(spec_json: str, timeout: float | None, save_adapter: bool) -> d
     with tempfile.TemporaryDirectory(prefix="peftbench-ray-") as tmp:
         record = run_in_subprocess(spec, Path(tmp), timeout=timeout, save_adapter=save_adapter)
         files = {}
-        adapter = record.result.get("run_info", {}).get("peftbench", {}).get("adapter_path")
+        adapter = record.view.adapter_path
         if adapter and Path(adapter).is_dir():
             for file in Path(adapter).rglob("*"):
                 if file.is_file():
@@ -120,17 +121,16 @@ def write_payload(spec: ExperimentSpec, payload: dict[str, Any], out_dir: Path) 
     target = result_path(spec, out_dir)
     result = payload["result"]
     files: dict[str, bytes] = payload.get("adapter_files") or {}
-    info = result["run_info"]["peftbench"]
+    view = ResultView(result)
     if files:
         adapter_dir = out_dir / "adapters" / target.stem
         for rel, data in files.items():
             path = adapter_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        info["adapter_path"] = str(adapter_dir)
+        view.set_adapter_path(str(adapter_dir))
     else:
-        info["adapter_path"] = None
-    result["run_info"]["peftbench"]["executed_on"] = payload.get("node")
+        view.set_adapter_path(None)
+    view.set_executed_on(payload.get("node"))
     atomic_write_json(target, result)
-    return RunRecord(spec, result["train_info"]["status"], target, result,
-                     result["run_info"].get("error_msg", ""), payload.get("seconds", 0.0))
+    return RunRecord.from_result(spec, target, result, payload.get("seconds", 0.0))

@@ -1,0 +1,138 @@
+"""What a run loads before it trains (task data, model, device, general text), and scoring a
+model on the run's splits.
+
+    spec ─ task data (every split, validated) ─ technique ─ model ─ device ─ general text
+         ─ `Prepared` ─ encode / score a split (the primary metric and each item's outcome)
+
+Errors the user caused (bad data, unknown names, missing model) raise `UserError` here, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftbench.engine import evaluate
+from peftbench.engine.batching import encode_causal, encode_classification
+from peftbench.engine.measure import autocast_dtype, device_for_run
+from peftbench.engine.models import LoadedModel, is_encoder, load_model
+from peftbench.engine.progress import phase
+from peftbench.engine.spec import ExperimentSpec
+from peftbench.errors import UserError
+from peftbench.methods import get_method
+from peftbench.methods.base import Method
+from peftbench.tasks import Example, Task, get_task
+
+
+@dataclass
+class Prepared:
+    """Everything loaded before training starts."""
+
+    spec: ExperimentSpec
+    task: Task
+    splits: dict[str, list[Example]]
+    method: Method
+    loaded: LoadedModel
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    general_blocks: list[str] = field(default_factory=list)
+    general_error: str = ""
+
+
+def prepare(spec: ExperimentSpec) -> Prepared:
+    """Load and validate everything a run needs; raises `UserError` for the user's mistakes."""
+    task = get_task(spec.task, spec.task_options)
+    splits = {name: task.load_split(name) for name in ("train", "validation", "test")}
+    for name, examples in splits.items():
+        if not examples:
+            raise UserError(f"task '{spec.task}': the {name} split is empty")
+    method = get_method(spec.method)
+    kind = model_kind(task, spec.model)
+    loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
+                        seed=spec.train.seed)
+    device = device_for_run()
+    blocks, general_error = _general_text(spec, kind)
+    return Prepared(spec, task, splits, method, loaded, device,
+                    autocast_dtype(spec.train.dtype, device), blocks, general_error)
+
+
+def model_kind(task: Task, model: str) -> str:
+    """How ``model`` is trained on ``task``: an encoder on a classification task gets a
+    classification head (seq-cls); everything else is a causal LM answering in text."""
+    return "seq-cls" if task.kind == "classification" and is_encoder(model) else "causal-lm"
+
+
+def _general_text(spec: ExperimentSpec, kind: str) -> tuple[list[str], str]:
+    if kind != "causal-lm" or spec.train.forgetting_samples == 0:
+        return [], "not applicable" if kind != "causal-lm" else "disabled"
+    from peftbench.tasks.general_text import load_general_text
+
+    try:
+        return load_general_text(spec.general_text, spec.train.forgetting_samples), ""
+    except UserError:
+        if spec.general_text:  # the user named a path: a bad one is their mistake
+            raise
+        return [], "general text unavailable (no network?): forgetting not measured"
+    except Exception as exc:  # hub unreachable: measure everything else
+        return [], f"general text unavailable: {exc.__class__.__name__}"
+
+
+def encode_examples(prep: Prepared, examples: list[Example]) -> list:
+    """``examples`` tokenized for the run's model kind (labels masked to the answer)."""
+    max_len = prep.spec.train.max_seq_length
+    if prep.loaded.kind == "seq-cls":
+        return encode_classification(examples, prep.loaded.tokenizer, max_len)
+    return encode_causal(examples, prep.loaded.tokenizer, max_len)
+
+
+def score_split(prep: Prepared, model: nn.Module, split: str, bar: Any, label: str) -> float:
+    """The task's primary metric of ``model`` on ``split`` (progress shown as ``label``)."""
+    return score_items(prep, model, split, bar, label)[0]
+
+
+def score_items(prep: Prepared, model: nn.Module, split: str, bar: Any,
+                label: str) -> tuple[float, list[int]]:
+    """The primary metric on ``split`` and each item's outcome (1 right, 0 wrong), in the
+    split's order, so that techniques can be compared item by item."""
+    examples = prep.splits[split]
+    params = prep.spec.train
+    with phase(bar, label, len(examples)) as advance:
+        if prep.loaded.kind == "seq-cls":
+            features = encode_examples(prep, examples)
+            score, predictions = evaluate.score_classifier(
+                model, features, pad_id=prep.loaded.tokenizer.pad_token_id,
+                batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+                advance=advance)
+            items = [int(p == f.labels) for p, f in zip(predictions, features, strict=True)]
+            return score, items
+        score, outputs = evaluate.score_generation(
+            prep.task, model, prep.loaded.tokenizer, examples,
+            max_new_tokens=params.max_new_tokens or prep.task.max_new_tokens,
+            batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+            max_prompt_tokens=params.max_seq_length, advance=advance)
+        items = [int(bool(prep.task.is_correct(o, e))) for o, e in zip(outputs, examples,
+                                                                       strict=True)]
+        return score, items
+
+
+def items_fingerprint(examples: list[Example]) -> str:
+    """A hash of a split's items, in order: per-item outcomes of two runs are paired only
+    when their fingerprints agree (same items, same order)."""
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(json.dumps([e.prompt, e.target, e.answer, e.text, e.label]).encode())
+    return digest.hexdigest()[:16]
+
+
+def general_loss(prep: Prepared, model: nn.Module) -> float:
+    """The cross-entropy of ``model`` on the run's general-text sample (forgetting probe)."""
+    return evaluate.general_text_loss(
+        model, prep.loaded.tokenizer, prep.general_blocks,
+        max_len=prep.spec.train.max_seq_length, batch_size=prep.spec.train.eval_batch_size,
+        device=prep.device, amp_dtype=prep.amp_dtype)
