@@ -1,4 +1,5 @@
-"""`peftbench run` from the command line: user mistakes are one line and exit code 2."""
+"""`peftbench run` from the command line: user mistakes are one line and exit code 2, the
+result path is all that goes to stdout."""
 
 from __future__ import annotations
 
@@ -21,12 +22,26 @@ def peftbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert needle in proc.stderr
+def in_process(*args: str, capsys) -> tuple[int, str, str]:
+    """`peftbench ARGS` in this process (the same `main` as the command): code, out, err."""
+    from peftbench.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line(code: int, err: str, needle: str) -> None:
+    """Exit 2 and one `error:` line on stderr holding ``needle``, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert needle in err
 
 
 @pytest.mark.parametrize(
@@ -37,41 +52,48 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> Non
         (["--model", "tiny-llama", "--method", "nope"], "unknown method 'nope'"),
         (["--model", "tiny-llama", "--set", "r"], "not of the form key=value"),
         (["--model", "tiny-llama", "--set", "no_such_field=1"], "lora config field"),
-        (["--model", "tiny-llama", "--steps", "0"], "max_steps"),
+        (["--model", "tiny-llama", "--steps", "0"], "'--steps'"),
+        (["--model", "tiny-llama", "--set", "r=-4"], "`r` should be a positive integer"),
         (["--model", "tiny-bert", "--task", "arith"], "encoder"),
     ],
 )
-def test_user_mistakes_exit_2_with_one_line_and_no_file(tmp_path, args, needle):
+def test_user_mistakes_exit_2_with_one_line_and_no_file(tmp_path, monkeypatch, capsys, args,
+                                                        needle):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    proc = peftbench("run", *FAST, *args, "--out", str(out), cwd=tmp_path)
-    assert_one_line_error(proc, needle)
+    code, _, err = in_process("run", *FAST, *args, "--out", str(out), capsys=capsys)
+    assert_one_line(code, err, needle)
     assert not out.exists() or not any(out.rglob("*.json"))
 
 
-def test_a_folder_that_is_not_a_model(tmp_path):
+def test_a_folder_that_is_not_a_model(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    proc = peftbench("run", "--model", str(tmp_path / "empty"), *FAST, cwd=tmp_path)
-    assert_one_line_error(proc, "not a model folder")
+    code, _, err = in_process("run", "--model", str(tmp_path / "empty"), *FAST, capsys=capsys)
+    assert_one_line(code, err, "not a model folder")
 
 
-def test_malformed_user_data_names_file_and_line(tmp_path):
+def test_malformed_user_data_names_file_and_line(tmp_path, capsys):
     data = tmp_path / "data.jsonl"
     good = json.dumps({"prompt": "2+2=", "response": "4"}) + "\n"
     data.write_text(good * 6 + "{not json\n" + good * 6)
-    proc = peftbench("run", "--model", "tiny-llama", "--task", f"jsonl:{data}", *FAST[:8],
-                     "--no-progress", cwd=tmp_path)
-    assert_one_line_error(proc, "line 7")
+    code, _, err = in_process("run", "--model", "tiny-llama", "--task", f"jsonl:{data}",
+                              *FAST[:8], "--no-progress", capsys=capsys)
+    assert_one_line(code, err, "line 7")
 
 
-def test_successful_run_exits_0_and_prints_where_the_result_is(tmp_path):
+def test_successful_run_exits_0_and_prints_only_the_result_path_on_stdout(tmp_path):
     out = tmp_path / "out"
     proc = peftbench("run", "--model", "tiny-llama", "--task", "arith", *FAST,
-                     "--task-opt", "difficulty=1", "--out", str(out), cwd=tmp_path)
+                     "--task-opt", "difficulty=1", "--method", "LoRA", "--out", str(out),
+                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     files = list(out.glob("*.json"))
-    assert len(files) == 1 and str(files[0].name) in proc.stderr.replace("\n", "")
+    assert len(files) == 1 and proc.stdout == f"{files[0]}\n"  # $(peftbench run …) is the path
+    assert files[0].name.startswith("lora--tiny-llama--arith--")  # --method LoRA normalised
+    assert "done:" in proc.stderr
     data = json.loads(files[0].read_text())
     assert data["run_info"]["peftbench"]["spec"]["task_options"]["difficulty"] == 1
+    assert data["run_info"]["peftbench"]["spec"]["method"] == "lora"
 
 
 def test_failed_run_exits_1_and_keeps_the_failed_result(tmp_path):
@@ -83,7 +105,7 @@ def test_failed_run_exits_1_and_keeps_the_failed_result(tmp_path):
     (file,) = out.glob("*.json")
     data = json.loads(file.read_text())
     assert data["train_info"]["status"] == "failed"
-    assert "run failed" in proc.stderr
+    assert "run failed" in proc.stderr and proc.stdout == f"{file}\n"
 
 
 def test_peft_suite_experiment_folder_is_a_valid_input(tmp_path, peft_reference):

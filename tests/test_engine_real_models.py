@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from peftbench.engine.experiment import run_experiment
@@ -13,13 +11,12 @@ from peftbench.engine.spec import ExperimentSpec, TrainParams
 pytestmark = pytest.mark.slow
 
 
-def test_smollm2_loads_from_the_cache_fast():
+def test_smollm2_loads_from_the_cache():
+    # the reload's speed (< 2 s on an idle machine) is measured by benchmarks/bench_cli.py
     load_model("smollm2-135m")  # converts once if the cache is cold
-    t0 = time.perf_counter()
     loaded = load_model("smollm2-135m")
-    elapsed = time.perf_counter() - t0
     assert loaded.info["num_parameters"] == 134_515_008
-    assert elapsed < 2.0, f"cached reload took {elapsed:.2f} s"
+    assert loaded.info["source"] == "embedded"
 
 
 def test_smollm2_lora_on_arith(tmp_path, shared_data):

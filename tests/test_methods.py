@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -225,11 +224,10 @@ def test_peft_refusal_is_a_user_error_and_a_bug_is_not(monkeypatch: pytest.Monke
     assert not is_peft_refusal(info.value)
 
 
-def test_methods_verb_is_fast_and_filters() -> None:
-    started = time.perf_counter()
+def test_methods_verb_filters() -> None:
+    # its speed (< 2 s on an idle machine) is measured by benchmarks/bench_cli.py
     out = subprocess.run([PEFTBENCH, "methods", "--json"], capture_output=True, text=True,
                          check=True)
-    assert time.perf_counter() - started < 4.0  # < 2 s on an idle machine; CI is shared
     rows = json.loads(out.stdout)
     assert {r["name"] for r in rows} == set(method_names())
     merged = json.loads(subprocess.run(
@@ -239,7 +237,7 @@ def test_methods_verb_is_fast_and_filters() -> None:
     assert "lily" in {r["name"] for r in merged}
     table = subprocess.run([PEFTBENCH, "methods", "--prompt-only"], capture_output=True,
                            text=True, check=True).stdout
-    assert "prefix_tuning" in table and "lora " not in table
+    assert "| prefix_tuning |" in table and "| lora |" not in table  # Markdown when piped
 
 
 def test_methods_verb_reports_applicability_on_a_model() -> None:

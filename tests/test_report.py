@@ -147,7 +147,8 @@ def test_cli_user_error_is_one_line_exit_2(tmp_path: Path, monkeypatch, capsys) 
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
-        "error: bad value 'plenty' for peak_memory: expected a number and a unit"]
+        "error: Invalid value for '--max-memory': bad value 'plenty' for peak_memory: expected "
+        "a number and a unit (see `peftbench recommend -h`)"]
     assert "Traceback" not in err
 
 

@@ -184,5 +184,40 @@ def test_hub_failure_is_user_error(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(UserError, match="could not load openai/gsm8k.*option 'data'"):
+    with pytest.raises(UserError, match="could not load openai/gsm8k.*ConnectionError: no "
+                                        "network; pass a local copy with --data"):
         get_task("gsm8k").load_split("test")
+
+
+def test_unreachable_hub_is_said_once_in_one_line_without_trying_the_client(monkeypatch):
+    import socket
+
+    import datasets
+
+    from peftbench.tasks import hub
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    tries = []
+
+    def unreachable(address, timeout):
+        tries.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the hub client must not be tried (its retries take a minute)")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", never)
+    hub.hub_problem.cache_clear()
+    try:
+        for _ in range(2):
+            with pytest.raises(UserError) as caught:
+                get_task("gsm8k").load_split("test")
+            assert str(caught.value) == (
+                "could not load openai/gsm8k (main, train): the Hugging Face hub (huggingface.co) "
+                "is unreachable (Network is unreachable); pass a local copy with --data or the "
+                "task option data=PATH")
+        assert tries == [("huggingface.co", 443)]  # probed once per process
+    finally:
+        hub.hub_problem.cache_clear()

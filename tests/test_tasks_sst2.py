@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from peftbench.errors import UserError
@@ -24,10 +22,9 @@ def fake_sst2(folder, n_train=40, n_dev=10):
 
 
 def test_sst2_real_data(shared_data):
-    start = time.perf_counter()
+    # its speed (< 3 s for 67k sentences on an idle machine) is measured by bench_cli.py
     task = get_task("sst2", {"data": str(shared_data / "sst2")})
     train, valid, test = (task.load_split(s) for s in SPLITS)
-    assert time.perf_counter() - start < 3
     assert (len(train), len(valid), len(test)) == (67349 - 200, 200, 872)
     assert task.kind == "classification" and task.labels == ("negative", "positive")
     ex = train[0]

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from peftbench import census
 from peftbench.cli.display import census_progress, print_census_report
-from peftbench.cli.options import add_verb
+from peftbench.cli.options import add_verb, one_of
 from peftbench.engine.results import atomic_write_json
 
 EXAMPLES = [
@@ -25,20 +25,28 @@ def register(app: typer.Typer) -> None:
     add_verb(app, "census", census_command, EXAMPLES)
 
 
+def _sources(values: list[str] | None) -> list[str] | None:
+    """``--source``: each one of `census.CARD_SOURCES`, the closest suggested otherwise."""
+    check = one_of("card source", lambda: list(census.CARD_SOURCES))
+    return [check(value) for value in values] if values else values
+
+
 def census_command(
     cards: Annotated[str | None, typer.Option(
         help="Model cards: a Hub data set id, or a local Parquet/JSONL file or folder in its "
         f"schema. Default: {census.HUB_DATASET} (streamed) unless --code is given.")] = None,
     code: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False,
         help="A folder of source files (.py, .ipynb) to scan for `from peft import "
         "XxxConfig` and `peft.XxxConfig(`.")] = None,
-    out: Annotated[Path, typer.Option(help="JSON file for counts and shares.")] = Path(
-        "census.json"),
-    chart: Annotated[Path, typer.Option(help="Bar chart (.png, .svg or .pdf).")] = Path(
-        "census.png"),
+    out: Annotated[Path, typer.Option(
+        dir_okay=False, help="JSON file for counts and shares.")] = Path("census.json"),
+    chart: Annotated[Path, typer.Option(
+        dir_okay=False, help="Bar chart (.png, .svg or .pdf).")] = Path("census.png"),
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many cards.")]
     = None,
     source: Annotated[list[str] | None, typer.Option(
+        callback=_sources,
         help="Where to look in a card (repeatable): " + ", ".join(census.CARD_SOURCES)
         + " \\[default: all].")] = None,
     text_column: Annotated[str, typer.Option(help="Column holding the card text.")] = "card",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from peftbench.export import ExportReport
 
 __all__ = [
+    "Grid",
+    "count_with_progress",
     "TournamentDisplay",
     "census_progress",
     "console",
@@ -37,14 +40,75 @@ __all__ = [
     "plan_summary",
     "plan_table",
     "print_census_report",
+    "print_grid",
     "print_export_report",
     "print_methods_table",
+    "quiet_third_party",
     "results_table",
     "run_summary_line",
 ]
 
 #: errors from `peftbench.cli.main`: one line on stderr
 err_console = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables: Rich on a terminal, Markdown anywhere else, never truncated
+
+
+@dataclass
+class Grid:
+    """A table of text cells that prints as a Rich table on a terminal (long cells wrap,
+    nothing is cut off) and as a Markdown table when piped or written to a file."""
+
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    title: str = ""
+    caption: str = ""
+    #: indices of right-aligned columns (numbers)
+    right: set[int] = field(default_factory=set)
+
+    def rich(self) -> Table:
+        """The Rich table: every column folds long cells instead of cutting them."""
+        table = Table(title=self.title or None, caption=self.caption or None)
+        for index, header in enumerate(self.headers):
+            table.add_column(header, justify="right" if index in self.right else "left",
+                             overflow="fold", min_width=min(len(header), 12) or None)
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def __rich__(self) -> Table:
+        return self.rich()
+
+    def markdown(self, level: int = 0) -> str:
+        """The table as Markdown: the title (a heading of ``level`` when above 0, else bold),
+        the table, then the caption."""
+        lines = []
+        if self.title:
+            lines += [("#" * level + " " if level else "**") + self.title
+                      + ("" if level else "**"), ""]
+        lines.append("| " + " | ".join(_md_cell(h) for h in self.headers) + " |")
+        lines.append("|" + "".join("---:|" if i in self.right else "---|"
+                                   for i in range(len(self.headers))))
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in self.rows]
+        if self.caption:
+            lines += ["", self.caption]
+        return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|") or " "
+
+
+def print_grid(grid: Grid, console: Console | None = None) -> None:
+    """``grid`` on ``console`` (default stdout): a Rich table on a terminal, else Markdown."""
+    console = console or Console()
+    if console.is_terminal:
+        console.print(grid.rich())
+    else:
+        console.file.write(grid.markdown())
+        console.file.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,16 +135,12 @@ def run_summary_line(info: dict[str, Any]) -> str:
 # `peftbench tournament`
 
 
-def plan_table(plan: Any) -> Table:
+def plan_table(plan: Any) -> Grid:
     """The grid before it runs: techniques and the rates each will try."""
     cfg = plan.cfg
-    table = Table(title=f"Tournament plan: {cfg.model} on {cfg.task}")
-    table.add_column("technique")
-    table.add_column("learning rates searched")
-    table.add_column("note")
-    for row in plan.rows():
-        table.add_row(*row)
-    return table
+    return Grid(["technique", "learning rates searched", "note"],
+                [list(row) for row in plan.rows()],
+                title=f"Tournament plan: {cfg.model} on {cfg.task}")
 
 
 def plan_summary(plan: Any, calibration: Any, out: Path) -> str:
@@ -156,20 +216,46 @@ class TournamentDisplay:
                              f"failed, {remaining} to go")
 
 
-def results_table(outcome: Any) -> Table:
+def results_table(outcome: Any) -> Grid:
     """Per technique: chosen rate, test score with its 95% interval, memory, time, size,
     parameters, forgetting, and the techniques it beats significantly (paired on the test
     items); ★ when nothing beats it beyond the noise (test score ↑ vs peak memory ↓), ☆ when
-    its edge is within the noise."""
-    from peftbench.analysis import (
-        FRONTIER,
-        NEAR,
-        aggregate,
-        frontier_status,
-        get_metric,
-        parse_metric_spec,
-    )
-    from peftbench.analysis.pareto import TIE_TOLERANCE, score_comparisons
+    its edge is within the noise. Failed techniques keep their whole reason."""
+    from peftbench.analysis import get_metric
+    from peftbench.analysis.pareto import TIE_TOLERANCE
+
+    verdict = tournament_verdict(outcome)
+    aggs, base = verdict["aggregates"], verdict["base_test_score"]
+    base_note = f"; base model test score {base:.3f}" if base is not None else ""
+    headers = ["", "technique", "best lr", *[get_metric(m).label for m in METRICS_SHOWN],
+               "significantly better than", "seeds"]
+    grid = Grid(headers, title="Tournament results (final runs; rates chosen on validation)",
+                caption=f"test score [95% interval from {verdict['items']} test items and the "
+                "seeds]; ★ nothing beats it beyond the noise on test score ↑ and peak memory ↓ "
+                f"(scores paired item by item, Holm-corrected; memory within "
+                f"{TIE_TOLERANCE['peak_memory']:.1%} ties); ☆ its edge is within the noise; "
+                f"peak memory = the training phase's (weights + trainable state + "
+                f"activations){base_note}",
+                right=set(range(2, len(headers))))
+    for method, tech in sorted(outcome.techniques.items(),
+                               key=lambda kv: _sort_key(aggs.get(kv[0]))):
+        agg = aggs.get(method)
+        if agg is None or not agg.n:
+            grid.rows.append(["✗", method, _lr(tech.chosen_lr), f"failed: {_failure(tech)}",
+                              *[""] * len(METRICS_SHOWN), "0"])
+            continue
+        mark = {"frontier": "★", "within noise": "☆"}.get(verdict["status"].get(method, ""), "")
+        grid.rows.append([mark, method, _lr(tech.chosen_lr) + _extension(tech), *_cells(agg),
+                          ", ".join(verdict["beats"].get(method, [])) or "—", str(agg.n)])
+    return grid
+
+
+def tournament_verdict(outcome: Any) -> dict[str, Any]:
+    """What the results table shows, as data: each technique's aggregate over its final runs,
+    its frontier status ("frontier", "within noise", "dominated"), whom it beats significantly,
+    the number of test items and the base model's test score (None when not measured)."""
+    from peftbench.analysis import aggregate, frontier_status, parse_metric_spec
+    from peftbench.analysis.pareto import score_comparisons
     from peftbench.engine.results import summarize
 
     runs = [summarize(r.result, str(r.path)) for t in outcome.techniques.values()
@@ -186,30 +272,13 @@ def results_table(outcome: Any) -> Table:
              for i, a in enumerate(ordered)}
     base = [r.train_info.get("base_test_score") for t in outcome.techniques.values()
             for r in t.finals if r.train_info.get("base_test_score") is not None]
-    base_note = f"; base model test score {base[0]:.3f}" if base else ""
     items = next((len(a.test_items[0]) for a in ordered if a.test_items), 0)
-    table = Table(title="Tournament results (final runs; rates chosen on validation)",
-                  caption=f"test score [95% interval from {items} test items and the seeds]; "
-                  "★ nothing beats it beyond the noise on test score ↑ and peak memory ↓ "
-                  f"(scores paired item by item, Holm-corrected; memory within "
-                  f"{TIE_TOLERANCE['peak_memory']:.1%} ties); ☆ its edge is within the noise; "
-                  f"peak memory = the training phase's (weights + trainable state + "
-                  f"activations){base_note}")
-    for name in ["", "technique", "best lr", *[get_metric(m).label for m in METRICS_SHOWN],
-                 "significantly better than", "seeds"]:
-        table.add_column(name, justify="left" if name in ("", "technique") else "right")
-    for method, tech in sorted(outcome.techniques.items(),
-                               key=lambda kv: _sort_key(aggs.get(kv[0]))):
-        agg = aggs.get(method)
-        if agg is None or not agg.n:
-            why = tech.note or "; ".join(sorted({r.error for r in tech.finals if r.error}))
-            table.add_row("✗", method, _lr(tech.chosen_lr), f"failed: {why}"[:80],
-                          *[""] * len(METRICS_SHOWN), "0")
-            continue
-        mark = {FRONTIER: "★", NEAR: "☆"}.get(status.get(method, ""), "")
-        table.add_row(mark, method, _lr(tech.chosen_lr) + _extension(tech), *_cells(agg),
-                      ", ".join(beats.get(method, [])) or "—", str(agg.n))
-    return table
+    return {"aggregates": aggs, "status": status, "beats": beats, "items": items,
+            "base_test_score": base[0] if base else None}
+
+
+def _failure(tech: Any) -> str:
+    return tech.note or "; ".join(sorted({r.error for r in tech.finals if r.error})) or "no run"
 
 
 METRICS_SHOWN = ["test_score", "peak_memory", "train_time", "file_size", "trainable_params",
@@ -241,42 +310,120 @@ def _extension(tech: Any) -> str:
 # `peftbench methods`
 
 
-def print_methods_table(rows: list[dict], kind: str | None, with_counts: bool) -> None:
-    """The catalog rows as a Rich table on stdout (a description column when wide enough),
-    then how many there are and how many apply to the model."""
-    stdout = Console()
-    wide = stdout.width >= 140 or not stdout.is_terminal
-    if not stdout.is_terminal:
-        stdout = Console(width=200)
-    table = Table(show_lines=False, pad_edge=False)
-    columns = ["technique", "kinds", "merge", "multi", "layers", "quantized", "→LoRA", "lr"]
-    for column in columns + (["description"] if wide else []):
-        table.add_column(column, no_wrap=column != "description", overflow="fold")
-    if with_counts:
-        table.add_column("trainable", justify="right")
+#: the methods table's columns: header, what it says (the help and the Markdown caption)
+METHOD_COLUMNS = {
+    "technique": "the name for --method / --methods",
+    "kinds": "model kinds it trains: causal (LM), seq (encoder + classification head)",
+    "merge": "can be merged into the base weights",
+    "multi-adapter": "several adapters can be loaded at once",
+    "layers": "layer types it adapts (prompt: virtual tokens only)",
+    "quantized bases": "quantized base models it trains on",
+    "exact →LoRA": "PEFT's convert_to_lora converts it exactly",
+    "export →LoRA": "`peftbench export --to-lora` writes a plain LoRA (SVD of the update)",
+    "lr": "default learning rate",
+}
+
+
+def exportable_to_lora(row: dict[str, Any]) -> bool:
+    """Whether `peftbench export --to-lora` takes this technique: a mergeable change of
+    Linear weights (any rank, approximated by a truncated SVD where not exact)."""
+    return row["name"] == "full" or (not row["prompt_only"] and row["merge"]
+                                     and "Linear" in row["layers"])
+
+
+def methods_grid(rows: list[dict], kind: str | None, with_counts: bool,
+                 description: bool) -> Grid:
+    """The catalog rows as a `Grid` (a description column when ``description``)."""
+    headers = list(METHOD_COLUMNS) + (["trainable"] if with_counts else []) + (
+        ["description"] if description else [])
+    grid = Grid(headers, right={headers.index("lr")} | (
+        {headers.index("trainable")} if with_counts else set()))
+    grid.caption = "; ".join(f"{k}: {v}" for k, v in METHOD_COLUMNS.items() if k != "technique")
     for row in rows:
         kinds = ",".join(k.split("-")[0] for k, ok in row["applies"].items() if ok) or "—"
         cells = [row["name"], kinds, _mark(row["merge"]), _mark(row["multi_adapter"]),
                  ",".join(row["layers"]) or ("prompt" if row["prompt_only"] else "—"),
-                 _quant(row["quantized"]), _mark(row["lora_convertible"]),
-                 f"{row['default_lr']:g}"] + ([row["description"]] if wide else [])
+                 ",".join(row["quantized"]) or "—", _mark(row["lora_convertible"]),
+                 _mark(exportable_to_lora(row)), f"{row['default_lr']:g}"]
         if with_counts:
             value = row.get("trainable_parameters")
             cells.append(f"{value:,}" if value else "n/a: " + row["why_not"].get(kind, ""))
-        table.add_row(*cells)
-    stdout.print(table)
+        if description:
+            cells.append(row["description"])
+        grid.rows.append(cells)
+    return grid
+
+
+def print_methods_table(rows: list[dict], kind: str | None, with_counts: bool) -> None:
+    """The catalog rows on stdout (a Rich table on a terminal, with descriptions when it is
+    wide enough; Markdown with descriptions otherwise), then how many there are and how many
+    apply to the model."""
+    stdout = Console()
+    wide = stdout.width >= 160 or not stdout.is_terminal
+    print_grid(methods_grid(rows, kind, with_counts, wide), stdout)
     usable = sum(1 for r in rows if r.get("applicable", True))
-    stdout.print(f"{len(rows)} techniques" + (f", {usable} apply to this model" if kind else ""))
+    line = f"{len(rows)} techniques" + (f", {usable} apply to this model" if kind else "")
+    if stdout.is_terminal:
+        stdout.print(line)
+    else:
+        stdout.file.write(f"\n{line}\n")
 
 
 def _mark(flag: bool) -> str:
     return "yes" if flag else ""
 
 
-def _quant(backends: list[str]) -> str:
-    if len(backends) > 3:
-        return ",".join(backends[:2]) + f",+{len(backends) - 2}"
-    return ",".join(backends) or "—"
+#: loggers of the libraries whose warnings drown the progress of `methods --model`
+THIRD_PARTY_LOGGERS = ("transformers", "peft", "torch", "huggingface_hub", "datasets",
+                       "accelerate", "bitsandbytes")
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[str]:
+    """Silence the libraries while building techniques: Python warnings, their loggers below
+    ERROR, and whatever they print (tqdm bars, notices) to stdout or stderr. Yields nothing
+    useful; an exception still propagates with its traceback."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    sink = io.StringIO()
+    loggers = [logging.getLogger(name) for name in THIRD_PARTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield ""
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def count_with_progress(model: str, kind: str, targets: str | None,
+                        names: list[str]) -> dict[str, int | str]:
+    """Trainable parameters of each technique in ``names`` on ``model`` (or why it does not
+    apply), one technique at a time under a bar on stderr, the libraries' noise silenced."""
+    import sys
+
+    from peftbench.engine.counts import trainable_counts
+
+    console = Console(file=sys.stderr)  # bound now: stderr is redirected while building
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    counts: dict[str, int | str] = {}
+    with Progress(*columns, console=console, transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as progress:
+        task = progress.add_task(f"building each technique on {model}", total=len(names))
+        for name in names:
+            progress.update(task, description=f"building {name} on {model}")
+            with quiet_third_party():
+                counts.update(trainable_counts(model, kind, targets, [name]))
+            progress.advance(task)
+    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +483,7 @@ def print_export_report(report: ExportReport, console: Console) -> None:
 def _summary_rows(report: ExportReport) -> list[tuple[str, str]]:
     rows = [
         (f"test {report.metric}", f"{report.score_before:.4f} → {report.score_after:.4f} "
-                                  f"(ratio {report.score_ratio:.3f}; recorded "
+                                  f"({_ratio(report.score_ratio)}; recorded "
                                   f"{_num(report.score_recorded, '.4f')})"),
         ("probe logits", f"max |Δ| {report.probe_max_abs_logit_diff:.2e}, relative "
                          f"{report.probe_relative_logit_diff:.2e}"),
@@ -359,7 +506,7 @@ def _summary_rows(report: ExportReport) -> list[tuple[str, str]]:
             names = ", ".join(d["name"] for d in report.dropped[:3])
             rows.append(("dropped", f"{len(report.dropped)} changed tensors LoRA cannot carry "
                                     f"({names}{', …' if len(report.dropped) > 3 else ''})"))
-        rows.append(("vLLM", _vllm_line(report.vllm or {})))
+        rows.append(("vLLM rules", _vllm_line(report.vllm or {})))
     if report.min_score_ratio is not None:
         rows.append(("--min-score-ratio", f"{report.min_score_ratio} → {report.status}"))
     return rows
@@ -387,12 +534,21 @@ def _base_line(base: dict) -> str:
     return f"{base.get('name')} ({base.get('source')}{': ' + str(where) if where else ''})"
 
 
+def _ratio(ratio: float | None) -> str:
+    """The score ratio after / before, or why there is none."""
+    if ratio is None:
+        return "ratio not measured: the score before is 0"
+    return f"ratio {ratio:.3f}"
+
+
 def _vllm_line(vllm: dict) -> str:
+    """The static check of the files against vLLM's LoRA loader rules (no vLLM is run)."""
     if vllm.get("problems"):
-        return "[red]not loadable[/]: " + "; ".join(vllm["problems"])
+        return "[red]break vLLM's loader rules[/] (static check): " + "; ".join(
+            vllm["problems"])
     notes = "; ".join(vllm.get("notes") or [])
-    return f"[green]loadable[/] (--max-lora-rank {vllm.get('max_lora_rank')})" + (
-        f"; {notes}" if notes else "")
+    return (f"[green]pass vLLM's loader rules[/] (static check of the files, not a load; "
+            f"--max-lora-rank {vllm.get('max_lora_rank')})" + (f"; {notes}" if notes else ""))
 
 
 def _span(values: list[int]) -> str:

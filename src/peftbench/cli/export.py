@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from peftbench.cli.display import console, print_export_report
-from peftbench.cli.options import ShowProgress, add_verb
+from peftbench.cli.display import print_export_report
+from peftbench.cli.options import ShowProgress, add_verb, non_negative
 from peftbench.errors import UserError
 
 EXAMPLES = [
@@ -23,25 +24,48 @@ def register(app: typer.Typer) -> None:
     add_verb(app, "export", export, EXAMPLES)
 
 
+def _rank(value: str | None) -> str | None:
+    """``--rank``: an integer of at least 1, or a fraction in (0, 1]."""
+    if value is None:
+        return value
+    from peftbench.export.factorization import parse_rank
+
+    try:
+        parse_rank(value)
+    except UserError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"--rank {value!r} ")
+                                 .removeprefix(f"--rank {value} ")) from None
+    return value
+
+
 def export(
-    result: Annotated[Path, typer.Argument(help="the result JSON of a finished run")],
-    out: Annotated[Path, typer.Option(help="folder to write (must not exist unless --overwrite)")],
+    result: Annotated[Path, typer.Argument(
+        metavar="RESULT", exists=True, dir_okay=False,
+        help="the result JSON of a finished run")],
+    out: Annotated[Path, typer.Option(
+        help="folder to write (must not exist unless --overwrite)")],
     to_lora: Annotated[bool, typer.Option(
-        "--to-lora", help="write a plain LoRA adapter (PEFT layout, checked against vLLM's "
-                          "rules)")] = False,
+        "--to-lora", help="write a plain LoRA adapter (PEFT layout; its files checked "
+                          "against vLLM's loader rules, a static check)")] = False,
     merge: Annotated[bool, typer.Option(
         "--merge", help="write the whole model with the adapter merged in")] = False,
     rank: Annotated[str | None, typer.Option(
+        callback=_rank, show_default=False,
         help="LoRA rank: an integer (16), or a fraction in (0, 1] of each layer's update "
              "energy to keep (0.9)")] = None,
     min_score_ratio: Annotated[float | None, typer.Option(
+        callback=non_negative, show_default=False,
         help="fail (exit 1, weights removed, report kept) when test score after / before is "
-             "below this")] = None,
+             "below this (not checked when the score before is 0)  \\[default: no "
+             "check]")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
     progress: ShowProgress = True,
 ) -> None:
-    """Export a run's adapter for servers that only take plain LoRA (or no adapters at all),
-    and check that it still scores: test score before/after, reconstruction error, sizes."""
+    """Export a run's adapter as a plain LoRA (or a merged model), and check it still scores.
+
+    For servers that only take plain LoRA (or no adapters at all): the report compares the test
+    score before and after, the reconstruction error and the sizes, and checks the files
+    against vLLM's loader rules (a static check, not a load)."""
     from peftbench import export as ex
 
     if to_lora == merge:
@@ -56,6 +80,6 @@ def export(
     else:
         report = ex.export_merged(result, out, min_score_ratio=min_score_ratio,
                                   overwrite=overwrite, progress=progress)
-    print_export_report(report, console)
+    print_export_report(report, Console())  # the report is the result: stdout
     if not report.ok:
         raise typer.Exit(1)

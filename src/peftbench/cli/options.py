@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
+
+from peftbench.errors import UserError, did_you_mean, unknown_name
 
 # --------------------------------------------------------------------------------------------
 # The names help texts list, looked up when a help is shown
@@ -183,38 +187,171 @@ class VerbCommand(TyperCommand):
 
 def add_verb(app: typer.Typer, name: str, function: Callable[..., Any],
              examples: list[str]) -> None:
-    """Add ``function`` to ``app`` as the verb ``name``, its help ending with ``examples``."""
-    epilog = "examples:\n\n" + "\n".join(examples)
+    """Add ``function`` to ``app`` as the verb ``name``, its help ending with ``examples``
+    (each on its own line: Rich's help joins the lines of a paragraph)."""
+    epilog = "[bold]examples[/]\n\n" + "\n\n".join(examples)
     app.command(name, cls=VerbCommand, epilog=epilog)(function)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks run while the command line is parsed: a bad value is a usage error naming its option
+# (exit 2, one line) before the verb does anything.
+
+
+def positive(value: float | None) -> float | None:
+    """A number above 0 (and finite), or None when not given."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value:g} is not a positive number")
+    return value
+
+
+def non_negative(value: float | None) -> float | None:
+    """A number of at least 0 (and finite), or None when not given."""
+    if value is not None and not (value >= 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value:g} is not a number >= 0")
+    return value
+
+
+def one_of(what: str, known: Callable[[], Sequence[str]]) -> Callable[[Any], Any]:
+    """A check that the value is one of ``known()`` (case-insensitive; the known spelling is
+    returned); an unknown one names the closest and lists them all."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        names = list(known())
+        by_key = {name.lower(): name for name in names}
+        if value.strip().lower() in by_key:
+            return by_key[value.strip().lower()]
+        raise typer.BadParameter(str(unknown_name(what, value, names)))
+
+    return check
+
+
+def check_model(value: str | None) -> str | None:
+    """A model: a known name, a local folder or a hub id (``org/name``); anything else is an
+    unknown name with the closest known one."""
+    if value is None or value in model_names() or "/" in value or Path(value).exists():
+        return value
+    known = ", ".join(model_names())
+    raise typer.BadParameter(f"unknown model '{value}'{did_you_mean(value, model_names())} "
+                             f"(known: {known}; or a local folder, or a hub id like ORG/NAME)")
+
+
+def check_method(value: str | None) -> str | None:
+    """A technique's catalog name (``LoRA``, ``lora-fa`` and aliases become ``lora``,
+    ``lora_fa``): file names and tables then use one spelling."""
+    if value is None:
+        return value
+    from peftbench.methods import get_method
+
+    try:
+        return get_method(value).name
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def check_task(value: str | None) -> str | None:
+    """A task: a registered name, with ``:ARGUMENT`` where it takes one (``jsonl:data.jsonl``)."""
+    if value is None:
+        return value
+    name = value.partition(":")[0]
+    names = task_names()
+    if name not in names:
+        raise typer.BadParameter(str(unknown_name("task", name, names))
+                                 + "; `peftbench tasks` describes them")
+    return value
+
+
+def as_usage_error(check: Callable[[Any], Any], value: Any) -> None:
+    """Run ``check(value)``; its `UserError` becomes a usage error naming the option."""
+    try:
+        check(value)
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def check_metric(value: str) -> str:
+    """A metric name, optionally with :min or :max (``--optimize``, ``--x``, ``--y``)."""
+    from peftbench.analysis.metrics import parse_metric_spec
+
+    as_usage_error(parse_metric_spec, value)
+    return value
+
+
+def check_filter(value: str) -> str:
+    """A filter in the grammar of `peftbench.analysis.filters` (``--where``)."""
+    from peftbench.analysis.filters import parse_filter
+
+    as_usage_error(parse_filter, value)
+    return value
+
+
+def read_json_object(path: Path, option: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, given with ``option``; a missing, empty, binary or
+    malformed file is a `UserError` naming the option and the problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
+    if not raw.strip():
+        raise UserError(f"{option} {path}: the file is empty; expected {what} (a JSON object)")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{option} {path}: not a text file; expected {what} (a JSON "
+                        "object)") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{option} {path}: not valid JSON ({exc.msg} at line {exc.lineno} "
+                        f"column {exc.colno}); expected {what}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{option} {path}: expected {what} (a JSON object), got a "
+                        f"{type(data).__name__}")
+    return data
 
 
 # --------------------------------------------------------------------------------------------
 # Options shared by several verbs (each verb gives the default)
 
 #: the base model (run, tournament)
-Model = Annotated[str, typer.Option(help="{models}, a hub id or a local folder")]
+Model = Annotated[str, typer.Option(
+    callback=check_model, help="{models}, a hub id (ORG/NAME) or a local model folder")]
 #: the task (run, tournament)
 Task = Annotated[str, typer.Option(
-    help="{tasks}; NAME:ARGUMENT gives a task its argument (jsonl:PATH, csv:PATH)")]
+    callback=check_task,
+    help="{tasks}; your own data: jsonl:FILE or csv:FILE (or --data FILE); "
+         "`peftbench tasks` lists every task's options")]
 #: the modules to adapt (run, tournament, methods)
 Targets = Annotated[str | None, typer.Option(
-    help="modules to adapt: attention (default), all-linear, or a comma list")]
+    help="modules to adapt: attention, all-linear, or a comma list of module names  "
+         "\\[default: attention]")]
 #: local data for the task (run, tournament)
-Data = Annotated[str | None, typer.Option(help="local data for the task")]
+Data = Annotated[str | None, typer.Option(
+    help="local data for the task: the file of jsonl/csv, or the folder of gsm8k, sst2, "
+         "metamathqa (default: the hub); the task option data=…")]
 #: task options (run, tournament)
 TaskOpts = Annotated[list[str] | None, typer.Option(
-    help="task option key=value (repeatable), e.g. difficulty=3")]
+    metavar="KEY=VALUE",
+    help="task option (repeatable), e.g. difficulty=3 or n_test=100; `peftbench tasks` lists "
+         "each task's options and defaults")]
 #: the forgetting probe's text (run, tournament)
-GeneralText = Annotated[str | None, typer.Option(
-    help="WikiText-2 folder for the forgetting probe (default: the hub)")]
+GeneralText = Annotated[Path | None, typer.Option(
+    exists=True, help="a WikiText-2 folder (valid.txt, test.txt) or a text file for the "
+                      "forgetting probe  \\[default: WikiText-2 from the hub; offline, "
+                      "forgetting is not measured]")]
 #: where result files go (run, tournament)
 ResultsFolder = Annotated[Path, typer.Option("--out", help="folder for the result files")]
 #: progress bars on or off (run, tournament, export)
-ShowProgress = Annotated[bool, typer.Option(help="show progress bars")]
+ShowProgress = Annotated[bool, typer.Option(help="show progress bars (on stderr)")]
 #: the result files and folders read (recommend, report, app)
 ResultDirs = Annotated[list[Path], typer.Argument(
-    help="result files or folders (ours and/or the PEFT suite's)")]
+    metavar="RESULTS...", exists=True,
+    help="result files or folders (tournament folders, `peftbench run` --out folders, the "
+         "PEFT suite's results)")]
 #: only the results of this task (recommend, report)
-OnlyTask = Annotated[str | None, typer.Option("--task", help="only this task")]
+OnlyTask = Annotated[str | None, typer.Option("--task", help="only this task's results")]
 #: only the results of this base model (recommend, report)
-OnlyModel = Annotated[str | None, typer.Option("--model", help="only this base model")]
+OnlyModel = Annotated[str | None, typer.Option("--model", help="only this base model's results")]
+#: a machine-readable summary on stdout (run, tournament, recommend)
+AsJson = Annotated[bool, typer.Option(
+    "--json", help="print a machine-readable JSON summary on stdout instead of text")]

@@ -14,9 +14,12 @@ from peftbench.cli.display import (
     console,
     plan_summary,
     plan_table,
+    print_grid,
     results_table,
+    tournament_verdict,
 )
 from peftbench.cli.options import (
+    AsJson,
     Data,
     GeneralText,
     Model,
@@ -26,16 +29,26 @@ from peftbench.cli.options import (
     Task,
     TaskOpts,
     add_verb,
+    executor_names,
+    one_of,
+    positive,
 )
-from peftbench.engine.spec import parse_key_values, parse_train_params
+from peftbench.engine.spec import parse_key_values
 from peftbench.errors import UserError
 
 EXAMPLES = [
-    "peftbench tournament --preset quick --general-text ../shared/data/wikitext-2 "
-    "--out tournament-quick",
+    "peftbench tournament --preset quick --out tournament-quick",
     "peftbench tournament --methods lora,dora,oft --steps 200 --seeds 3 --dry-run",
+    "peftbench tournament --task jsonl --data qa.jsonl --methods lora,ia3 --out my-tournament",
     "peftbench tournament --methods all --lr-grid 1e-4,3e-4,1e-3 --halving --out tournament-all",
 ]
+
+
+def preset_names() -> list[str]:
+    """The presets' names (quick, full)."""
+    from peftbench.tournament import BUDGETS
+
+    return list(BUDGETS)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,57 +60,72 @@ def tournament(
     model: Model = "smollm2-135m",
     task: Task = "arith",
     preset: Annotated[str | None, typer.Option(
-        help="quick (4 techniques, a budget sized for ~10 min on a laptop CPU) or full "
-             "(every applicable technique); explicit options override it")] = None,
+        callback=one_of("preset", preset_names),
+        help="quick (4 techniques, a budget sized for a laptop CPU) or full (every applicable "
+             "technique); explicit options override it")] = None,
     methods: Annotated[str | None, typer.Option(
-        help="lora,dora,oft,… | all | preset:quick | preset:full  \\[default: preset:quick]")]
-    = None,
+        help="lora,dora,oft,… | all | preset:quick | preset:full  \\[default: the preset's, "
+             "else preset:quick]")] = None,
     steps: Annotated[int | None, typer.Option(
-        help="optimizer steps of every run  \\[default: 100]")] = None,
+        min=1, help="optimizer steps of every run  \\[default: the preset's, else 100]")]
+    = None,
     lr_grid: Annotated[str, typer.Option(
         help="auto (around each technique's default) or v1,v2,… for every technique")] = "auto",
     lr_points: Annotated[int | None, typer.Option(
-        help="points of the auto grid  \\[default: 3]")] = None,
-    seeds: Annotated[int, typer.Option(help="final runs of each technique's chosen rate")] = 1,
+        min=1, help="points of the auto grid  \\[default: the preset's, else 3]")] = None,
+    seeds: Annotated[int, typer.Option(
+        min=1, help="final runs of each technique's chosen rate")] = 1,
     seed: Annotated[int, typer.Option(
         help="seed of the tuning runs; the final runs take the next ones (seed+1, …)")] = 0,
     lr_extend: Annotated[int | None, typer.Option(
-        help="extra rates a technique may get when its best validation rate sits at an edge "
-             "of the grid (0: never extend)  \\[default: 2]")] = None,
+        min=0, help="extra rates a technique may get when its best validation rate sits at an "
+                    "edge of the grid (0: never extend)  \\[default: the preset's, else 2]")]
+    = None,
     halving: Annotated[bool, typer.Option(
         help="successive halving: drop a technique's weak rates early")] = False,
-    eta: Annotated[int, typer.Option(help="halving keeps 1/eta of the rates per rung")] = 3,
+    eta: Annotated[int, typer.Option(
+        min=2, help="halving keeps 1/eta of the rates per rung")] = 3,
     out: ResultsFolder = Path("tournament"),
     data: Data = None,
     task_opt: TaskOpts = None,
     train_opt: Annotated[list[str] | None, typer.Option(
-        help="training parameter key=value (repeatable): batch_size, max_seq_length, "
-             "eval_every, dtype, …")] = None,
+        metavar="KEY=VALUE",
+        help="training parameter (repeatable): batch_size, grad_accum, max_seq_length, "
+             "eval_every, eval_batch_size, max_new_tokens, dtype, weight_decay, "
+             "forgetting_samples, …")] = None,
     targets: Targets = None,
     general_text: GeneralText = None,
     executor: Annotated[str, typer.Option(
+        callback=one_of("executor", executor_names),
         help="where the runs execute: {executors} (local: a process per run; inline: in this "
-             "process, for debugging)")] = "local",
-    jobs: Annotated[int, typer.Option(help="local runs at once")] = 1,
+             "process, for debugging; ray: a Ray cluster)")] = "local",
+    jobs: Annotated[int, typer.Option(min=1, help="local runs at once")] = 1,
     ray_address: Annotated[str | None, typer.Option(
-        help="an existing Ray cluster (default: start a local one)")] = None,
+        help="an existing Ray cluster, HOST:PORT  \\[default: start a local one]")] = None,
     run_timeout: Annotated[float | None, typer.Option(
-        help="seconds before a run is killed and recorded as timed out")] = None,
+        callback=positive, help="seconds before a run is killed and recorded as timed out  "
+                                "\\[default: no limit]")] = None,
     eval_base: Annotated[bool | None, typer.Option(
-        help="also score the base model on test in the final runs, for comparison")] = None,
-    dry_run: Annotated[bool, typer.Option(help="print the plan only")] = False,
+        help="also score the base model on test in the final runs, for comparison  "
+             "\\[default: the preset's, else no]")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="print the plan (on stdout) and stop")] = False,
     calibrate: Annotated[bool, typer.Option(
         help="time one short run first to estimate the plan's duration")] = True,
     save_adapters: Annotated[bool, typer.Option(help="keep the final runs' adapters")] = True,
     retry_failed: Annotated[bool, typer.Option(
         help="on resume, run failed runs again (by default a failure is a result)")] = False,
     progress: ShowProgress = True,
+    as_json: AsJson = False,
 ) -> None:
-    """Run many techniques on one model and task with the same budget; choose each one's
-    learning rate on validation, report test over seeds, mark the Pareto-optimal ones.
+    """Run many techniques on one model and task under the same budget, and compare them.
 
-    Results are named by their spec's content hash: the same command again resumes in --out,
-    skipping finished runs."""
+    Each technique's learning rate is chosen on validation, test is reported over seeds, and
+    the Pareto-optimal ones are marked.
+
+    The results table goes to stdout (Markdown when stdout is not a terminal) and to
+    OUT/results.md; the plan, progress and notes go to stderr. Results are named by their
+    spec's content hash: the same command again resumes in --out, skipping finished runs."""
     from peftbench import tournament as tm
 
     budget = _budget(preset, task)
@@ -110,7 +138,8 @@ def tournament(
     if eval_base if eval_base is not None else budget.get("eval_base", False):
         train_opt.append("eval_base=true")
     cfg = _config(model, task, methods, steps, lr_grid, lr_points, seeds, halving, eta, data,
-                  task_opt, train_opt, targets, general_text,
+                  task_opt, train_opt, targets,
+                  str(general_text) if general_text is not None else None,
                   {"search_seed": seed, "lr_extend": lr_extend})
     plan = tm.make_plan(cfg, _model_kind(cfg))
     runner = _executor(executor, jobs, ray_address, run_timeout)
@@ -119,22 +148,79 @@ def tournament(
         if calibrate:
             console.print("calibrating: one short run to estimate times …")
             calibration = tm.calibrate(cfg, plan, out, runner)
+        if dry_run:
+            print_grid(plan_table(plan))
+            typer.echo(plan_summary(plan, calibration, out))
+            return
         console.print(plan_table(plan))
         console.print(plan_summary(plan, calibration, out), highlight=False)
-        if dry_run:
-            return
         display = TournamentDisplay(progress)
         with display:
             outcome = tm.Tournament(plan, out, runner, display, save_adapters,
                                     retry_failed).run()
     finally:
         runner.close()
-    console.print(results_table(outcome))
-    console.print(f"results: {out}/  ({len(outcome.failed())} failed runs; "
-                  f"`peftbench report {out}` for charts)")
+    show_results(outcome, out, as_json)
     if not any(t.finals and any(r.status == "success" for r in t.finals)
                for t in outcome.techniques.values()):
         raise typer.Exit(1)
+
+
+def show_results(outcome: Any, out: Path, as_json: bool) -> None:
+    """The results table on stdout (or the `--json` summary) and in ``out``/results.md; where
+    they are on stderr."""
+    grid = results_table(outcome)
+    path = write_results_markdown(grid, out)
+    if as_json:
+        typer.echo(json.dumps(results_json(outcome, out), indent=1))
+    else:
+        print_grid(grid)
+    console.print(f"results: {out}/ ({path.name}; {len(outcome.failed())} failed runs; "
+                  f"`peftbench report {out}` for charts)", highlight=False)
+
+
+def write_results_markdown(grid: Any, out: Path) -> Path:
+    """The results table as ``out``/results.md (written atomically: readers see the old file
+    or the whole new one)."""
+    import os
+    import tempfile
+
+    path = out / "results.md"
+    fd, tmp = tempfile.mkstemp(prefix=".results.md.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(grid.markdown(level=1))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def results_json(outcome: Any, out: Path) -> dict[str, Any]:
+    """The `--json` summary: per technique its chosen rate, frontier status, figures over the
+    final runs (value and 95% interval), whom it beats, and its result files."""
+    from peftbench.cli.display import METRICS_SHOWN
+
+    verdict = tournament_verdict(outcome)
+    techniques = {}
+    for method, tech in outcome.techniques.items():
+        agg = verdict["aggregates"].get(method)
+        ok = agg is not None and agg.n > 0
+        techniques[method] = {
+            "chosen_lr": tech.chosen_lr,
+            "status": verdict["status"].get(method, "failed" if not ok else ""),
+            "seeds": agg.n if ok else 0,
+            "metrics": {m: {"value": agg.value(m), "interval": agg.interval(m)}
+                        for m in METRICS_SHOWN} if ok else {},
+            "significantly_better_than": verdict["beats"].get(method, []),
+            "results": [str(r.path) for r in tech.finals],
+            "note": tech.note or None,
+        }
+    return {"folder": str(out), "results_md": str(out / "results.md"),
+            "test_items": verdict["items"], "base_test_score": verdict["base_test_score"],
+            "failed_runs": len(outcome.failed()), "techniques": techniques}
 
 
 def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_points: int,
@@ -149,11 +235,11 @@ def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_po
     if data:
         options["data"] = data
     train = parse_key_values(train_opt or [], "--train-opt")
-    for key in ("lr", "seed", "max_steps", "eval_test", "stop_after"):
+    for key in SET_BY_US:
         if key in train:
             raise UserError(f"--train-opt {key}: set by the tournament itself "
                             "(use --lr-grid, --seeds, --steps)")
-    params = parse_train_params({**train, "max_steps": steps})
+    params = _train_params({**train, "max_steps": steps})
     try:
         return TournamentConfig(
             model=model, task=task, task_options=options,
@@ -165,6 +251,29 @@ def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_po
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ())) or "tournament"
         raise UserError(f"invalid tournament option {where}: {err.get('msg')}") from None
+
+
+def _train_params(values: dict[str, Any]) -> Any:
+    """The training parameters; a bad one is a `UserError` naming the option that set it
+    (``--steps`` or ``--train-opt KEY``)."""
+    from pydantic import ValidationError
+
+    from peftbench.engine.spec import TrainParams
+
+    try:
+        return TrainParams.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err.get("loc", ("?",))[0])
+        option = "--steps" if key == "max_steps" else f"--train-opt {key}"
+        given = f" {values[key]!r}" if key in values else ""
+        known = "" if key in TrainParams.model_fields else (
+            f" (known: {', '.join(k for k in TrainParams.model_fields if k not in SET_BY_US)})")
+        raise UserError(f"{option}{given}: {err.get('msg', 'invalid')}{known}") from None
+
+
+#: training parameters the tournament sets itself
+SET_BY_US = ("lr", "seed", "max_steps", "eval_test", "stop_after")
 
 
 def _budget(preset: str | None, task: str) -> dict[str, Any]:

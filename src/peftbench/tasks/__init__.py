@@ -10,9 +10,13 @@ from peftbench.tasks.base import (
     SPLITS,
     Example,
     Task,
+    TaskDoc,
+    TaskOption,
+    document_task,
     get_task,
     register,
     register_task,
+    task_doc,
     task_names,
 )
 from peftbench.tasks.general_text import load_general_text
@@ -22,9 +26,13 @@ __all__ = [
     "SPLITS",
     "Example",
     "Task",
+    "TaskDoc",
+    "TaskOption",
+    "document_task",
     "get_task",
     "load_general_text",
     "register",
     "register_task",
+    "task_doc",
     "task_names",
 ]

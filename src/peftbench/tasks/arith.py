@@ -21,7 +21,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.tasks.answers import extract_final_number
-from peftbench.tasks.base import Example, register
+from peftbench.tasks.base import Example, TaskDoc, TaskOption, document_task, register
 from peftbench.tasks.options import TaskOptions
 from peftbench.tasks.prepared import PreparedTask
 
@@ -184,6 +184,27 @@ class ArithTask(PreparedTask):
     def extract_answer(self, generated: str) -> str:
         """The number after ``####`` (else the last number), normalized."""
         return extract_final_number(generated)
+
+
+document_task("arith", TaskDoc(
+    summary="synthetic multi-step arithmetic word problems with worked steps and GSM8K-style "
+            "'#### 42' answers, generated from the seed (no download)",
+    metric="exact match of the final number",
+    options=(
+        TaskOption("difficulty", DEFAULT_DIFFICULTY, "1-5: operations per problem and the size "
+                   "of the numbers (1: one + or -, 5: five steps with numbers up to 1000)"),
+        TaskOption("steps", None, "operations per problem (default: the difficulty's)"),
+        TaskOption("max_number", None, "largest starting and added number (default: the "
+                   "difficulty's)"),
+        TaskOption("max_factor", None, "largest multiplier/divisor, below 2 for + and - only "
+                   "(default: the difficulty's)"),
+        TaskOption("seed", 0, "seed of the generated problems"),
+        TaskOption("n_train", 2000, "training problems"),
+        TaskOption("n_valid", 100, "validation problems"),
+        TaskOption("n_test", 200, "test problems"),
+    ),
+    example="--task arith --task-opt difficulty=2 --task-opt n_test=100",
+))
 
 
 @register("arith")

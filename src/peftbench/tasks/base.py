@@ -74,6 +74,45 @@ class Task(ABC):
 
 TaskFactory = Callable[[str, dict[str, Any]], Task]
 
+
+@dataclass(frozen=True)
+class TaskOption:
+    """One option of a task as `peftbench tasks` shows it (``--task-opt NAME=VALUE``)."""
+
+    name: str
+    #: the value used when the option is not given (None: not set, see ``meaning``)
+    default: Any
+    meaning: str
+
+
+@dataclass(frozen=True)
+class TaskDoc:
+    """What `peftbench tasks` says about a task: what it is, how it is scored, the argument
+    of ``NAME:ARGUMENT`` (empty when it takes none) and its options."""
+
+    summary: str
+    metric: str = ""
+    argument: str = ""
+    options: tuple[TaskOption, ...] = ()
+    example: str = ""
+
+
+_DOCS: dict[str, TaskDoc] = {}
+
+
+def document_task(name: str, doc: TaskDoc) -> None:
+    """Describe the task ``name`` for `peftbench tasks` (a plugin may describe its own)."""
+    _DOCS[name] = doc
+
+
+def task_doc(name: str) -> TaskDoc:
+    """The description of task ``name``: the documented one, else its factory's docstring."""
+    if name in _DOCS:
+        return _DOCS[name]
+    factory = _REGISTRY.get(name)
+    text = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+    return TaskDoc(summary=text[0] if text else "(not documented)")
+
 #: the entry point group through which installed packages add tasks
 ENTRY_POINT_GROUP = "peftbench.tasks"
 

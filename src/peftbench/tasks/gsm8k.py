@@ -22,7 +22,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.tasks.answers import extract_final_number, normalize_number
-from peftbench.tasks.base import Example, register
+from peftbench.tasks.base import Example, TaskDoc, TaskOption, document_task, register
 from peftbench.tasks.hub import load_hub_rows
 from peftbench.tasks.options import TaskOptions
 from peftbench.tasks.prepared import PreparedTask
@@ -173,6 +173,32 @@ def _read_settings(name: str, options: dict[str, Any]) -> dict[str, Any]:
     if settings["n_valid"] is None:
         raise UserError(f"task {name}: n_valid needs a number (not 'all')")
     return settings
+
+
+_MATH_SIZES = (
+    TaskOption("seed", 0, "seed of the validation sample and of size caps"),
+    TaskOption("n_train", None, "cap on training problems, a seeded sample (default: all)"),
+    TaskOption("n_valid", 50, "validation problems, carved from GSM8K train"),
+    TaskOption("n_test", None, "cap on test problems, a seeded sample (default: all 1,319)"),
+)
+document_task("gsm8k", TaskDoc(
+    summary="GSM8K grade-school math: train on GSM8K train, validate on a fixed sample of it, "
+            "test on GSM8K test",
+    metric="exact match of the final number",
+    options=(TaskOption("data", None, "a local folder with train.jsonl and test.jsonl "
+                        "(default: openai/gsm8k from the hub)"), *_MATH_SIZES),
+    example="--task gsm8k --data path/to/gsm8k --task-opt n_test=200",
+))
+document_task("metamathqa", TaskDoc(
+    summary="train on MetaMathQA, validate and test on GSM8K (as the PEFT method-comparison "
+            "suite does)",
+    metric="exact match of the final number",
+    options=(TaskOption("data", None, "a local MetaMathQA JSON/JSONL file (default: "
+                        "meta-math/MetaMathQA from the hub)"),
+             TaskOption("gsm8k_data", None, "a local GSM8K folder for validation and test "
+                        "(default: the hub)"), *_MATH_SIZES),
+    example="--task metamathqa --data MetaMathQA-40K.json --task-opt gsm8k_data=gsm8k",
+))
 
 
 @register("gsm8k")

@@ -7,21 +7,27 @@ misspelled option into an error instead of a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from peftbench.errors import UserError
+from peftbench.errors import UserError, did_you_mean
 
 
 class TaskOptions:
     """Typed, checked access to a task's options; call `finish` once all are read."""
+
+    #: when a list, every option read is appended as (task, name, default): how the tests
+    #: check that `peftbench tasks` documents each option with its real default
+    observed: ClassVar[list[tuple[str, str, Any]] | None] = None
 
     def __init__(self, task: str, given: dict[str, Any]) -> None:
         self.task = task
         self._given = dict(given)
         self._read: set[str] = set()
 
-    def _raw(self, name: str) -> Any:
+    def _raw(self, name: str, default: Any = None) -> Any:
         self._read.add(name)
+        if TaskOptions.observed is not None:
+            TaskOptions.observed.append((self.task, name, default))
         return self._given.get(name)
 
     def _fail(self, name: str, expected: str, value: Any) -> UserError:
@@ -29,7 +35,7 @@ class TaskOptions:
 
     def integer(self, name: str, default: int | None, minimum: int = 0) -> int | None:
         """An integer option of at least ``minimum``; ``None``/"all" means no value."""
-        value = self._raw(name)
+        value = self._raw(name, default)
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
             return default if value is None else None
         if isinstance(value, bool):
@@ -44,7 +50,7 @@ class TaskOptions:
 
     def fraction(self, name: str, default: float) -> float:
         """A number in [0, 1)."""
-        value = self._raw(name)
+        value = self._raw(name, default)
         if value is None:
             return default
         try:
@@ -57,13 +63,14 @@ class TaskOptions:
 
     def text(self, name: str, default: str | None, choices: tuple[str, ...] = ()) -> str | None:
         """A string option, optionally restricted to ``choices``."""
-        value = self._raw(name)
+        value = self._raw(name, default)
         if value is None:
             return default
         if not isinstance(value, str) or not value:
             raise self._fail(name, "a non-empty string", value)
         if choices and value not in choices:
-            raise self._fail(name, "one of " + ", ".join(choices), value)
+            raise UserError(f"task {self.task}: option '{name}' must be one of "
+                            f"{', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
         return value
 
     def names(self, name: str) -> tuple[str, ...] | None:
@@ -84,6 +91,8 @@ class TaskOptions:
         unknown = sorted(set(self._given) - self._read)
         if unknown:
             known = ", ".join(sorted(self._read))
-            raise UserError(
-                f"task {self.task}: unknown option(s) {', '.join(unknown)}; known: {known}"
-            )
+            hint = did_you_mean(unknown[0], sorted(self._read))
+            if "data" in unknown:
+                hint += " (--data sets the option data, which this task does not take)"
+            raise UserError(f"task {self.task}: unknown option(s) {', '.join(unknown)}{hint} "
+                            f"(known: {known}; `peftbench tasks` describes them)")

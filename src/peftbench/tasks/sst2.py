@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UserError
-from peftbench.tasks.base import Example, register
+from peftbench.tasks.base import Example, TaskDoc, TaskOption, document_task, register
 from peftbench.tasks.classification import ClassificationTask
 from peftbench.tasks.hub import load_hub_rows
 from peftbench.tasks.options import TaskOptions
@@ -84,6 +84,22 @@ class Sst2Task(ClassificationTask):
         s["data"] = str(Path(s["data"]).resolve()) if s["data"] else f"hub:{HUB[0]}/{HUB[1]}"
         s["test_source"] = "official validation set (dev.tsv; hub: validation)"
         return s
+
+
+document_task("sst2", TaskDoc(
+    summary="GLUE SST-2 sentiment (negative/positive); an encoder gets a classification head, "
+            "a causal LM answers with the label; test = the official validation set",
+    metric="accuracy",
+    options=(
+        TaskOption("data", None, "a local folder with train.tsv and dev.tsv (default: "
+                   "nyu-mll/glue from the hub)"),
+        TaskOption("seed", 0, "seed of the validation sample and of size caps"),
+        TaskOption("n_train", None, "cap on training sentences (default: all)"),
+        TaskOption("n_valid", 200, "validation sentences, carved from train"),
+        TaskOption("n_test", None, "cap on test sentences (default: all 872)"),
+    ),
+    example="--model minilm-l6 --task sst2 --data path/to/SST-2 --task-opt n_train=2000",
+))
 
 
 @register("sst2")

@@ -9,6 +9,7 @@ Two shapes are understood, told apart by the fields of the first record (or opti
   indexed in sorted order; integer labels are indexed in numeric order and named by their
   digits, or by option ``label_names`` (then label ``i`` is ``label_names[i]``).
 
+The file is ``jsonl:PATH``'s argument or the option ``data`` (``--task jsonl --data PATH``).
 Field names are options (``prompt_field``, ``response_field``, ``text_field``, ``label_field``).
 One file is split deterministically (seeded permutation; ``valid_fraction`` and
 ``test_fraction``, 0.1 each, at least one example each); options ``validation`` and ``test``
@@ -25,7 +26,7 @@ from typing import Any
 
 from peftbench.errors import UserError
 from peftbench.tasks.answers import collapse_whitespace, extract_final_number
-from peftbench.tasks.base import Example, register
+from peftbench.tasks.base import Example, TaskDoc, TaskOption, document_task, register
 from peftbench.tasks.classification import ClassificationTask
 from peftbench.tasks.options import TaskOptions
 from peftbench.tasks.prepared import PreparedTask
@@ -40,10 +41,8 @@ class UserDataConfig:
     """The options of a user-data task, read and checked once."""
 
     def __init__(self, fmt: str, path: str, options: dict[str, Any]) -> None:
-        if not path:
-            raise UserError(f"task {fmt} needs a file: '{fmt}:PATH', e.g. '{fmt}:data.{fmt}'")
-        opts = TaskOptions(f"{fmt}:{path}", options)
-        self.fmt, self.path = fmt, path
+        opts = TaskOptions(f"{fmt}:{path}" if path else fmt, options)
+        data = opts.text("data", None)
         self.prompt_field = opts.text("prompt_field", "prompt")
         self.response_field = opts.text("response_field", "response")
         self.text_field = opts.text("text_field", "text")
@@ -59,10 +58,17 @@ class UserDataConfig:
         self.test_fraction = opts.fraction("test_fraction", 0.1)
         self.delimiter = opts.text("delimiter", ",") if fmt == "csv" else ","
         opts.finish()
+        self.fmt, self.path = fmt, _one_path(fmt, path, data)
+        where = f"task {fmt}:{self.path}"
         if "{text}" not in (self.prompt_template or ""):
-            raise UserError(f"task {fmt}:{path}: option 'prompt_template' must contain '{{text}}'")
+            raise UserError(f"{where}: option 'prompt_template' must contain '{{text}}'")
         if len(self.delimiter or "") != 1:
-            raise UserError(f"task csv:{path}: option 'delimiter' must be one character")
+            raise UserError(f"{where}: option 'delimiter' must be one character")
+        if self.valid_fraction + self.test_fraction >= 1 and not (self.validation or self.test):
+            raise UserError(
+                f"{where}: valid_fraction {self.valid_fraction:g} + test_fraction "
+                f"{self.test_fraction:g} sum to {self.valid_fraction + self.test_fraction:g}, "
+                "leaving nothing to train on; together they must stay below 1")
 
     def read(self, path: str) -> list[Row]:
         """All records of one file in this task's format."""
@@ -70,11 +76,37 @@ class UserDataConfig:
             return read_jsonl(path)
         return read_table(path, delimiter=self.delimiter or ",")
 
+    def option_for(self, field: str, kind: str) -> str:
+        """The task option that names ``field`` in a ``kind`` record (``response_field``)."""
+        options = (("prompt_field", "response_field") if kind == "generation"
+                   else ("text_field", "label_field"))
+        return dict(zip(self.required(kind), options, strict=True)).get(field, options[0])
+
+    def field(self, row: Row, name: str, kind: str, allow_numbers: bool = False) -> str:
+        """Field ``name`` of ``row`` as text; a missing one names the option that renames it."""
+        if name not in row.fields:
+            have = ", ".join(row.fields) or "none"
+            raise row.fail(f"missing field '{name}' (it has: {have}); set the task option "
+                           f"{self.option_for(name, kind)}=NAME to use another field")
+        return row.string(name, allow_numbers=allow_numbers)
+
     def required(self, kind: str) -> tuple[str, str]:
         """The two fields a record of ``kind`` needs."""
         if kind == "generation":
             return (self.prompt_field or "", self.response_field or "")
         return (self.text_field or "", self.label_field or "")
+
+
+def _one_path(fmt: str, argument: str, data: str | None) -> str:
+    """The data file: ``jsonl:FILE``'s argument or the option ``data`` (``--data FILE``)."""
+    if argument and data and Path(argument) != Path(data):
+        raise UserError(f"task {fmt}: two files given ({fmt}:{argument} and data={data}); "
+                        f"give one, as '{fmt}:FILE' or with --data FILE")
+    path = argument or data
+    if not path:
+        raise UserError(f"task {fmt} needs a file: --task {fmt}:FILE or --task {fmt} "
+                        f"--data FILE, e.g. --task {fmt}:data.{fmt}")
+    return path
 
 
 def detect_kind(config: UserDataConfig, first: Row) -> str:
@@ -88,7 +120,8 @@ def detect_kind(config: UserDataConfig, first: Row) -> str:
     gen, cls = config.required("generation"), config.required("classification")
     raise first.fail(
         f"needs fields '{gen[0]}'/'{gen[1]}' (generation) or '{cls[0]}'/'{cls[1]}' "
-        "(classification); rename them with the *_field options"
+        f"(classification), it has: {', '.join(fields) or 'none'}; name yours with the task "
+        "options prompt_field=…, response_field=… (or text_field=…, label_field=…)"
     )
 
 
@@ -100,7 +133,8 @@ def check_columns(config: UserDataConfig, rows: list[Row], kind: str) -> None:
         if name not in rows[0].fields:
             header = ", ".join(rows[0].fields)
             raise UserError(
-                f"{rows[0].file} line 1: missing column '{name}' (header has: {header})"
+                f"{rows[0].file} line 1: missing column '{name}' (header has: {header}); "
+                f"set the task option {config.option_for(name, kind)}=COLUMN to use another"
             )
 
 
@@ -166,8 +200,9 @@ def split_sizes(config: UserDataConfig, n: int) -> tuple[int, int]:
     n_valid = 0 if config.validation else max(1, round(config.valid_fraction * n))
     if n - n_test - n_valid < 1:
         raise UserError(
-            f"{config.path}: {n} records are too few to split into train/validation/test; "
-            "add records or pass the 'validation' and 'test' options"
+            f"{config.path}: {n} records are too few to split into train/validation/test "
+            f"({n_valid} validation, {n_test} test); add records or name separate files with "
+            "the task options validation=FILE and test=FILE"
         )
     return n_test, n_valid
 
@@ -199,14 +234,17 @@ class UserGenerationTask(PreparedTask):
         self.max_new_tokens = min(512, max(16, longest // 3 + 8))
 
     def _example(self, row: Row) -> Example:
-        prompt = row.string(self.config.prompt_field or "")
-        response = row.string(self.config.response_field or "", allow_numbers=True).strip()
+        prompt = self.config.field(row, self.config.prompt_field or "", "generation")
+        response = self.config.field(row, self.config.response_field or "", "generation",
+                                     allow_numbers=True).strip()
         separator = "" if prompt[-1].isspace() else " "
         answer = response
         if self.config.match == "number":
             answer = extract_final_number(response)
             if not answer:
-                raise row.fail(f"field '{self.config.response_field}' has no number to match")
+                raise row.fail(f"field '{self.config.response_field}' has no number, which "
+                               "the task option match=number needs (match=exact or "
+                               "match=first_line compare text)")
         return Example(prompt=prompt, target=separator + response, answer=answer)
 
     def build_splits(self) -> dict[str, list[Example]]:
@@ -248,7 +286,8 @@ class UserClassificationTask(ClassificationTask):
         self.set_labels(scheme.names)
         self._splits = {
             split: [
-                self.make_example(r.string(config.text_field or ""), scheme.of(r.fields[field]))
+                self.make_example(config.field(r, config.text_field or "", "classification"),
+                                  scheme.of(r.fields[field]))
                 for r in rs
             ]
             for split, rs in rows.items()
@@ -265,7 +304,9 @@ class UserClassificationTask(ClassificationTask):
 
 def _label_value(row: Row, field: str) -> Any:
     if field not in row.fields:
-        raise row.fail(f"missing field '{field}'")
+        have = ", ".join(row.fields) or "none"
+        raise row.fail(f"missing field '{field}' (it has: {have}); set the task option "
+                       "label_field=NAME to use another field")
     return row.fields[field]
 
 
@@ -292,6 +333,50 @@ def build_user_task(fmt: str, path: str, options: dict[str, Any]) -> PreparedTas
     if kind == "generation":
         return UserGenerationTask(config, rows)
     return UserClassificationTask(config, rows)
+
+
+_USER_OPTIONS = (
+    TaskOption("data", None, "the data file, when not given as jsonl:FILE / csv:FILE "
+               "(--data FILE)"),
+    TaskOption("kind", "auto", "generation (prompt -> response) or classification (text -> "
+               "label); auto: from the first record's fields"),
+    TaskOption("prompt_field", "prompt", "generation: the field holding the prompt"),
+    TaskOption("response_field", "response", "generation: the field holding the expected "
+               "response"),
+    TaskOption("match", "exact", "generation scoring: exact (whole response, whitespace "
+               "normalized), first_line, or number (the final number, as in GSM8K)"),
+    TaskOption("text_field", "text", "classification: the field holding the text"),
+    TaskOption("label_field", "label", "classification: the field holding the label (text or "
+               "integer)"),
+    TaskOption("label_names", None, "classification: names of integer labels 0, 1, ... "
+               "(comma list, e.g. neg,pos)"),
+    TaskOption("prompt_template", "{text}\nLabel:", "classification: how a causal LM reads "
+               "the text"),
+    TaskOption("validation", None, "a separate validation file (default: carved from data)"),
+    TaskOption("test", None, "a separate test file (default: carved from data)"),
+    TaskOption("valid_fraction", 0.1, "share of data carved out for validation (at least one "
+               "record)"),
+    TaskOption("test_fraction", 0.1, "share of data carved out for test (at least one "
+               "record); with valid_fraction below 1 in all"),
+    TaskOption("seed", 0, "seed of the split"),
+)
+document_task("jsonl", TaskDoc(
+    summary="your own data, one JSON object per line: {\"prompt\": …, \"response\": …} "
+            "(generation) or {\"text\": …, \"label\": …} (classification)",
+    metric="exact match (generation) or accuracy (classification)",
+    argument="FILE: the JSON Lines file (or --data FILE)",
+    options=_USER_OPTIONS,
+    example="--task jsonl:qa.jsonl --task-opt match=number",
+))
+document_task("csv", TaskDoc(
+    summary="your own data, a CSV file with a header: prompt,response columns (generation) "
+            "or text,label columns (classification)",
+    metric="exact match (generation) or accuracy (classification)",
+    argument="FILE: the CSV file (or --data FILE)",
+    options=(*_USER_OPTIONS, TaskOption("delimiter", ",", "the column separator (one "
+                                        "character; a tab for TSV)")),
+    example="--task csv:reviews.csv --task-opt text_field=review --task-opt label_field=stars",
+))
 
 
 @register("jsonl")
