@@ -166,9 +166,11 @@ def _parse_clause(part: str) -> Clause:
     if (match := _CAP.fullmatch(part)) and _known_capability(_word(match), match["arg"]):
         return Clause("capability", part, word=_word(match), arg=match["arg"] or "",
                       negate=bool(match["neg"]))
+    if _CAP.fullmatch(part) and not any(ch in part for ch in "<>=!"):
+        raise _unknown_capability(part)  # a bare word: a capability, misspelled
     shown = part if len(part) <= 60 else part[:57] + "..."
     raise UserError(f"cannot parse filter clause '{shown}'; expected e.g. 'peak_memory < 20GB', "
-                    f"'merge', 'not prompt_only', 'layer:conv' or 'method = lora|ia3'")
+                    f"'merge', 'not prompt-only', 'layer:conv' or 'method = lora|ia3'")
 
 
 def _word(match: re.Match[str]) -> str:
@@ -200,6 +202,7 @@ def parse_must(text: str) -> list[Clause]:
 
 
 def _unknown_capability(part: str) -> UserError:
+    part = re.sub(r"^(?:not\s+|!)", "", part)
     word, _, arg = part.partition(":")
     if word.replace("-", "_") == "layer":
         return unknown_name("layer type", arg, list(LAYER_TYPES))

@@ -94,7 +94,7 @@ def run(
     max_new_tokens: Annotated[int | None, typer.Option(
         min=1, show_default="the task's", help="generation budget when scoring")] = None,
     seed: Annotated[int | None, typer.Option(
-        show_default="0", help="seed of the adapter's initialisation and the data order")]
+        min=0, show_default="0", help="seed of the adapter's initialisation and the data order")]
     = None,
     eval_base: Annotated[bool, typer.Option(help="also score the base model on test")] = False,
     general_text: GeneralText = None,

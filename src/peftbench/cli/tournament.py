@@ -34,7 +34,7 @@ from peftbench.cli.options import (
     positive,
 )
 from peftbench.engine.spec import parse_key_values
-from peftbench.errors import UserError
+from peftbench.errors import UserError, did_you_mean
 
 EXAMPLES = [
     "peftbench tournament --preset quick --out tournament-quick",
@@ -76,7 +76,7 @@ def tournament(
     seeds: Annotated[int, typer.Option(
         min=1, help="final runs of each technique's chosen rate")] = 1,
     seed: Annotated[int, typer.Option(
-        help="seed of the tuning runs; the final runs take the next ones (seed+1, …)")] = 0,
+        min=0, help="seed of the tuning runs; the final runs take the next ones (seed+1, …)")] = 0,
     lr_extend: Annotated[int | None, typer.Option(
         min=0, help="extra rates a technique may get when its best validation rate sits at an "
                     "edge of the grid (0: never extend)  \\[default: the preset's, else 2]")]
@@ -267,8 +267,9 @@ def _train_params(values: dict[str, Any]) -> Any:
         key = str(err.get("loc", ("?",))[0])
         option = "--steps" if key == "max_steps" else f"--train-opt {key}"
         given = f" {values[key]!r}" if key in values else ""
+        settable = [k for k in TrainParams.model_fields if k not in SET_BY_US]
         known = "" if key in TrainParams.model_fields else (
-            f" (known: {', '.join(k for k in TrainParams.model_fields if k not in SET_BY_US)})")
+            f"{did_you_mean(key, settable)} (known: {', '.join(settable)})")
         raise UserError(f"{option}{given}: {err.get('msg', 'invalid')}{known}") from None
 
 
