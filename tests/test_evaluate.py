@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from peftbench.engine import evaluate
+from peftbench.engine import generation
 from peftbench.engine.evaluate import generate, own_loop_fits
 from peftbench.engine.models import load_model
 
@@ -45,22 +45,22 @@ def make_eos(model, tokenizer, token: int) -> None:
 def test_batched_equals_one_by_one_with_stop_strings_and_eos(tiny, monkeypatch):
     model, tok = tiny.model, tiny.tokenizer
     rows = []  # the token ids our own loop returns
-    real = evaluate.greedy_decode
+    real = generation.greedy_decode
 
     def recorded(*args, **kwargs):
         out = real(*args, **kwargs)
         rows.extend(out)
         return out
 
-    monkeypatch.setattr(evaluate, "greedy_decode", recorded)
+    monkeypatch.setattr(generation, "greedy_decode", recorded)
     joins = Counter()  # refills: rows still decoding joined by newly prefilled ones
-    real_join = evaluate._join
+    real_join = generation._join
 
     def join(a, b):
         joins[a is not None and b is not None] += 1
         return real_join(a, b)
 
-    monkeypatch.setattr(evaluate, "_join", join)
+    monkeypatch.setattr(generation, "_join", join)
     assert own_loop_fits(model)
     plain, plain_single = both(model, tok)
     assert plain == plain_single and all(plain)
@@ -88,14 +88,14 @@ def test_prompt_tuning_falls_back_to_model_generate(tiny, monkeypatch):
                                                           num_virtual_tokens=4))
     assert not own_loop_fits(model)
     padded = []
-    real = evaluate.hf_generate
+    real = generation.hf_generate
 
     def counted(model, tokenizer, ids, mask, **kwargs):
         padded.append(not bool(mask.all()))
         return real(model, tokenizer, ids, mask, **kwargs)
 
-    monkeypatch.setattr(evaluate, "hf_generate", counted)
-    monkeypatch.setattr(evaluate, "greedy_decode", None)  # must not be reached
+    monkeypatch.setattr(generation, "hf_generate", counted)
+    monkeypatch.setattr(generation, "greedy_decode", None)  # must not be reached
     batched, single = both(model, tiny.tokenizer, stop_strings=["\n"])
     assert batched == single and any(batched)
     # PEFT puts the virtual tokens before any padding: batches hold prompts of one length
