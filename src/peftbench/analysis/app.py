@@ -238,12 +238,11 @@ def serve(paths: Sequence[str | Path], host: str = "127.0.0.1", port: int | None
     ``port=0`` picks a free port. With ``block=False`` returns the running app (call
     ``.close()`` to stop it) and its URL.
     """
+    results = an.load_results(paths)  # unreadable inputs fail before gradio's slow import
     import gradio as gr
 
     if port == 0:
         port = free_port(host)
-
-    results = an.load_results(paths)
     demo = build_app(results)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,

@@ -33,18 +33,19 @@ def _sources(values: list[str] | None) -> list[str] | None:
 
 def census_command(
     cards: Annotated[str | None, typer.Option(
+        show_default=f"{census.HUB_DATASET} (streamed) unless --code is given",
         help="Model cards: a Hub data set id, or a local Parquet/JSONL file or folder in its "
-        f"schema. Default: {census.HUB_DATASET} (streamed) unless --code is given.")] = None,
+        "schema.")] = None,
     code: Annotated[Path | None, typer.Option(
-        exists=True, file_okay=False,
+        exists=True, file_okay=False, show_default="none",
         help="A folder of source files (.py, .ipynb) to scan for `from peft import "
         "XxxConfig` and `peft.XxxConfig(`.")] = None,
     out: Annotated[Path, typer.Option(
         dir_okay=False, help="JSON file for counts and shares.")] = Path("census.json"),
     chart: Annotated[Path, typer.Option(
         dir_okay=False, help="Bar chart (.png, .svg or .pdf).")] = Path("census.png"),
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many cards.")]
-    = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, show_default="no limit", help="Stop after this many cards.")] = None,
     source: Annotated[list[str] | None, typer.Option(
         callback=_sources,
         help="Where to look in a card (repeatable): " + ", ".join(census.CARD_SOURCES)

@@ -50,7 +50,7 @@ def export(
     merge: Annotated[bool, typer.Option(
         "--merge", help="write the whole model with the adapter merged in")] = False,
     rank: Annotated[str | None, typer.Option(
-        callback=_rank, show_default=False,
+        callback=_rank, show_default="none: required with --to-lora",
         help="LoRA rank: an integer (16), or a fraction in (0, 1] of each layer's update "
              "energy to keep (0.9)")] = None,
     min_score_ratio: Annotated[float | None, typer.Option(

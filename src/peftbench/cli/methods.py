@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 def methods(
     model: Annotated[str | None, typer.Option(
-        callback=check_model,
+        callback=check_model, show_default="none: no counts",
         help="count trainable parameters and applicability on this model ({models}, a hub id "
              "or a local folder; slow the first time, then cached)")] = None,
     targets: Targets = None,
@@ -46,10 +46,13 @@ def methods(
         help="only techniques that learn virtual tokens only (not: those that change weights)"
              "  \\[default: either]")] = None,
     layer: Annotated[str | None, typer.Option(
+        show_default="any",
         help="only techniques that can adapt this layer type: Linear, Conv or Embedding")]
     = None,
     quantized: Annotated[str | None, typer.Option(
-        help="only techniques that train on this quantized base, e.g. bnb-4bit, gptq")] = None,
+        show_default="any",
+        help="only techniques that train on this quantized base, e.g. bnb-4bit, gptq")]
+    = None,
     applicable: Annotated[bool, typer.Option(
         "--applicable", help="only techniques that can train --model here")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,

@@ -349,9 +349,11 @@ ResultDirs = Annotated[list[Path], typer.Argument(
     help="result files or folders (tournament folders, `peftbench run` --out folders, the "
          "PEFT suite's results)")]
 #: only the results of this task (recommend, report)
-OnlyTask = Annotated[str | None, typer.Option("--task", help="only this task's results")]
+OnlyTask = Annotated[str | None, typer.Option(
+    "--task", show_default="every task", help="only this task's results")]
 #: only the results of this base model (recommend, report)
-OnlyModel = Annotated[str | None, typer.Option("--model", help="only this base model's results")]
+OnlyModel = Annotated[str | None, typer.Option(
+    "--model", show_default="every model", help="only this base model's results")]
 #: a machine-readable summary on stdout (run, tournament, recommend)
 AsJson = Annotated[bool, typer.Option(
     "--json", help="print a machine-readable JSON summary on stdout instead of text")]

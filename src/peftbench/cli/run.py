@@ -60,11 +60,11 @@ def run(
         callback=check_method, help="technique name or alias (`peftbench methods` lists them)")]
     = "lora",
     adapter_config: Annotated[Path | None, typer.Option(
-        exists=True, dir_okay=False,
+        exists=True, dir_okay=False, show_default="the technique's own defaults",
         help="a PEFT adapter_config.json to use as the technique's config (its peft_type "
              "picks the technique)")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE",
+        "--set", metavar="KEY=VALUE", show_default="none",
         help="override a config field of the technique, e.g. r=16 (repeatable; values are "
              "JSON: 16, 0.1, true, [\"q_proj\"])")] = None,
     targets: Targets = None,
@@ -99,7 +99,7 @@ def run(
     eval_base: Annotated[bool, typer.Option(help="also score the base model on test")] = False,
     general_text: GeneralText = None,
     spec_file: Annotated[Path | None, typer.Option(
-        "--spec", exists=True, dir_okay=False,
+        "--spec", exists=True, dir_okay=False, show_default="none",
         help="a JSON experiment spec (as in a result's run_info.peftbench.spec); other options "
              "override it")] = None,
     out: ResultsFolder = Path("results"),

@@ -60,7 +60,7 @@ def tournament(
     model: Model = "smollm2-135m",
     task: Task = "arith",
     preset: Annotated[str | None, typer.Option(
-        callback=one_of("preset", preset_names),
+        callback=one_of("preset", preset_names), show_default="none: the options below",
         help="quick (4 techniques, a budget sized for a laptop CPU) or full (every applicable "
              "technique); explicit options override it")] = None,
     methods: Annotated[str | None, typer.Option(
@@ -89,7 +89,7 @@ def tournament(
     data: Data = None,
     task_opt: TaskOpts = None,
     train_opt: Annotated[list[str] | None, typer.Option(
-        metavar="KEY=VALUE",
+        metavar="KEY=VALUE", show_default="the preset's, else TrainParams' defaults",
         help="training parameter (repeatable): batch_size, grad_accum, max_seq_length, "
              "eval_every, eval_batch_size, max_new_tokens, dtype, weight_decay, "
              "forgetting_samples, …")] = None,

@@ -324,7 +324,7 @@ def _source(config: UserDataConfig) -> dict[str, Any]:
 def build_user_task(fmt: str, path: str, options: dict[str, Any]) -> PreparedTask:
     """Read, check and split the user's file(s) into a generation or classification task."""
     config = UserDataConfig(fmt, path, options)
-    main = config.read(path)
+    main = config.read(config.path)
     kind = detect_kind(config, main[0])
     check_columns(config, main, kind)
     rows = split_rows(config, main)
