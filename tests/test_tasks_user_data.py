@@ -236,3 +236,58 @@ def test_too_few_records_and_bad_options(tmp_path):
         get_task(f"jsonl:{path}", {"valid_fraction": 1.5})
     with pytest.raises(UserError, match="'prompt_template' must contain"):
         get_task(f"jsonl:{path}", {"prompt_template": "no placeholder"})
+
+
+# --- the file as --data, and errors that name the option to set ---------------------------
+
+
+def test_the_file_can_be_given_as_the_data_option(tmp_path):
+    path = write_jsonl(tmp_path / "qa.jsonl", qa(20))
+    by_option = get_task("jsonl", {"data": path})
+    by_argument = get_task(f"jsonl:{path}")
+    assert [e.prompt for e in by_option.load_split("test")] == \
+        [e.prompt for e in by_argument.load_split("test")]
+    assert by_option.name == f"jsonl:{path}"
+    assert get_task(f"jsonl:{path}", {"data": path}).name == f"jsonl:{path}"  # the same file
+    with pytest.raises(UserError, match="two files given .*give one"):
+        get_task(f"jsonl:{path}", {"data": str(tmp_path / "other.jsonl")})
+    with pytest.raises(UserError, match="--task jsonl --data FILE"):
+        get_task("jsonl")
+
+
+def test_fractions_that_leave_nothing_to_train_on_are_said_as_such(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", qa(100))
+    with pytest.raises(UserError, match=r"valid_fraction 0\.6 \+ test_fraction 0\.5 sum to 1\.1, "
+                                        "leaving nothing to train on"):
+        get_task(f"jsonl:{path}", {"valid_fraction": 0.6, "test_fraction": 0.5})
+
+
+def test_missing_fields_name_the_option_that_renames_them(tmp_path):
+    records = [{"question": f"q{i}", "response": f"a{i}"} for i in range(10)]
+    path = write_jsonl(tmp_path / "d.jsonl", records)
+    with pytest.raises(UserError, match=r"d\.jsonl line 1: missing field 'prompt' \(it has: "
+                                        r"question, response\); set the task option "
+                                        "prompt_field=NAME"):
+        get_task(f"jsonl:{path}", {"kind": "generation"})
+    assert get_task(f"jsonl:{path}", {"prompt_field": "question"}).load_split("train")
+    odd = write_jsonl(tmp_path / "odd.jsonl", [{"q": "x", "a": "y"}] * 5)
+    with pytest.raises(UserError, match="it has: q, a; name yours with the task options "
+                                        "prompt_field=…, response_field=…"):
+        get_task(f"jsonl:{odd}")
+    (tmp_path / "d.csv").write_text("prompt,answer\nhi,there\nho,then\nha,that\n")
+    with pytest.raises(UserError, match="missing column 'response' .*set the task option "
+                                        "response_field=COLUMN"):
+        get_task(f"csv:{tmp_path / 'd.csv'}")
+    numbers = write_jsonl(tmp_path / "n.jsonl", [{"prompt": "p", "response": "none"}] * 5)
+    with pytest.raises(UserError, match="which the task option match=number needs"):
+        get_task(f"jsonl:{numbers}", {"match": "number"})
+
+
+def test_a_misspelled_task_option_suggests_the_closest(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", qa(10))
+    with pytest.raises(UserError, match="unknown option.*response_feild; did you mean "
+                                        "'response_field'"):
+        get_task(f"jsonl:{path}", {"response_feild": "answer"})
+    with pytest.raises(UserError, match="must be one of exact, first_line, number, got "
+                                        "'numbr'; did you mean 'number'"):
+        get_task(f"jsonl:{path}", {"match": "numbr"})
