@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the spec in ``SPEC.json`` and write its result under ``OUT_DIR``."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
-        from peftbench.engine.zygote import serve_main
+        from peftbench.engine.zygote_server import serve_main
 
         return serve_main(argv)
     parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}")
