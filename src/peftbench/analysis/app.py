@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from peftbench import analysis as an
-from peftbench.analysis.report import pareto_figure
+from peftbench.analysis.figures import pareto_figure
 from peftbench.engine.results import RunSummary
 from peftbench.errors import UserError
 
