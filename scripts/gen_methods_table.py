@@ -26,6 +26,9 @@ def render(model: str) -> str:
     encoder_n = sum(r["applicable"] for r in encoder)
     excluded = [f"- `{r['name']}`: {r['why_not'].get('causal-lm') or r['why_not']['seq-cls']}"
                 for r in rows if not r["applies"]["causal-lm"] and not r["applies"]["seq-cls"]]
+    caveats = [f"- `{r['name']}`: {r['caveat']}" for r in rows if r["caveat"]]
+    decoders_only = [f"- `{r['name']}`: {r['why_not']['seq-cls']}" for r in rows
+                     if r["applies"]["causal-lm"] and not r["applies"]["seq-cls"]]
     return "\n".join([
         START,
         f"**{causal_n} contestants on {model}** (causal LM) and **{encoder_n} on an encoder** "
@@ -37,6 +40,13 @@ def render(model: str) -> str:
         "",
         "Not contestants (they cannot train from a base model on one task):",
         *excluded,
+        "",
+        "Contestants on decoders only:",
+        *decoders_only,
+        "",
+        "Caveats (where a technique, as PEFT implements it, departs from its definition or from "
+        "the rules every other technique follows; found by `tests/conformance/`):",
+        *caveats,
         END,
     ]) + "\n"
 

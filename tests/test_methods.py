@@ -255,3 +255,23 @@ def test_generated_technique_table_lists_the_whole_catalog() -> None:
     block = text.split("<!-- methods-table:start -->", 1)[1].split("<!-- methods-table:end -->")[0]
     for name in method_names():
         assert f"`{name}`" in block, name
+
+
+def test_trainable_counts_after_the_optimizer_and_failures_not_cached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from peftbench.engine.counts import trainable_counts
+
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path))
+    counts = trainable_counts("tiny-llama", "causal-lm", names=["lora", "lora_fa", "ia3"])
+    assert counts == {"lora": 14336, "lora_fa": 6144, "ia3": 384}  # LoRA-FA: B only
+    assert isinstance(trainable_counts("tiny-bert", "seq-cls",
+                                       names=["trainable_tokens"])["trainable_tokens"], str)
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(get_method("vera"), "build", broken)
+    failed = trainable_counts("tiny-llama", "causal-lm", names=["vera"])["vera"]
+    assert failed == "failed to build: RuntimeError: a bug"
+    cached = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
+    assert cached and all("vera" not in c for c in cached)

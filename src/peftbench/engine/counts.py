@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.measure import count_parameters
 from peftbench.engine.models import cache_dir, load_model
-from peftbench.errors import UserError
+from peftbench.errors import UserError, first_line
 from peftbench.methods import all_methods, get_method
-from peftbench.methods.base import ModelKind
+from peftbench.methods.base import Method, ModelKind
 from peftbench.methods.capabilities import installed_peft_version
 
 
@@ -29,31 +30,40 @@ def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = Non
     technique applies to a model can depend on both releases)."""
     transformers = importlib.metadata.version("transformers")
     releases = f"{installed_peft_version()}-transformers{transformers}"
-    # "v2": counted after the optimizer is built (LoRA-FA's freezes its A matrices)
-    path = cache_dir() / "method-counts-v2" / (
+    # "v2": counted after the optimizer is built (LoRA-FA's freezes its A matrices);
+    # "v3": quantized weights by their logical size, catalog exclusions checked before the cache
+    path = cache_dir() / "method-counts-v3" / (
         f"{releases}--{model_name.replace('/', '_')}--{kind}--{targets or 'attention'}.json")
     cached = _read(path)
+    failed: dict[str, str] = {}  # answers not cached: exclusions and failed builds
     wanted = names or [m.name for m in all_methods()]
     for name in wanted:
-        if name in cached:
-            continue
         method = get_method(name)
-        reason = method.why_not(kind)
+        reason = method.why_not(kind)  # the catalog's answer, whatever the cache holds
         if reason:
-            cached[name] = reason
+            failed[name] = reason
+            continue
+        if name in cached:
             continue
         model = load_model(model_name, kind, seed=0).model
         try:
-            built = method.build(model, kind, targets, {})
+            cached[name] = _count_trainable(method, model, kind, targets)
         except UserError as exc:
             cached[name] = str(exc)
+        except Exception as exc:  # a bug: say so, and do not cache it
+            failed[name] = f"failed to build: {type(exc).__name__}: {first_line(exc)}"
             continue
-        method.make_optimizer(built, method.default_lr, 0.0)
-        cached[name] = sum(p.numel() for p in {id(p): p for p in built.parameters()}.values()
-                           if p.requires_grad)
         _write(path, cached)
     _write(path, cached)
-    return {n: cached[n] for n in wanted}
+    return {n: failed.get(n, cached.get(n)) for n in wanted}
+
+
+def _count_trainable(method: Method, model: Any, kind: ModelKind, targets: str | None) -> int:
+    """Trainable parameters of ``method`` built on ``model``, once its optimizer is built (it
+    may freeze some, as LoRA-FA's does), each quantized weight by its logical size."""
+    built = method.build(model, kind, targets, {})
+    method.make_optimizer(built, method.default_lr, 0.0)
+    return count_parameters(built)[0]
 
 
 def _read(path: Path) -> dict[str, Any]:

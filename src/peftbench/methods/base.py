@@ -68,6 +68,9 @@ class Method:
     #: capability table does not list, such as a technique from another package; they override
     #: those of its PEFT type (see `capabilities.method_capabilities`)
     capabilities: dict[str, Any] = field(default_factory=dict)
+    #: where the technique, as it runs here, departs from its definition or from the rules
+    #: every other technique follows (what tests/conformance found and could not fix), and why
+    caveat: str = ""
 
     # ------------------------------------------------------------------ applicability
 

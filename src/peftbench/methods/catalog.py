@@ -47,6 +47,18 @@ NEEDS_EXPERTS = ("mixes LoRA experts that were trained beforehand; it is not tra
 CPT_INPUTS = ("needs few-shot inputs in CPT's own template (token type masks per example); "
               "peftbench's tasks are plain prompt/target pairs")
 DECODER_ONLY = "works on decoder language models only (PEFT supports no encoder here)"
+NO_HEAD = ("PEFT's trainable tokens has no modules_to_save, so a classifier's new head would stay "
+           "frozen at its random init (every other technique trains it)")
+SHADOW_CAVEAT = ("PEFT's ShadowPEFT gives the last decoder layer a shadow update (transform and "
+                 "gate) whose output nothing reads: those parameters count as trainable but never "
+                 "get a gradient")
+LILY_CAVEAT = ("PEFT's Lily checkpoint stores each shared projector once per layer that uses "
+               "it, so its file size counts shared parameters repeatedly")
+RANDLORA_CAVEAT = ("PEFT's RandLoRA checkpoint stores the shared random bases once and again "
+                   "sliced for every layer, so its file size counts them repeatedly")
+LORA_FA_CAVEAT = ("PEFT's LoRA-FA optimizer computes B's projected gradient under bf16 autocast "
+                  "wherever bf16 is available (CPUs included), so its updates carry bf16 rounding "
+                  "even in fp32 runs")
 
 
 def _suite(experiment: str, lr: float | None = None) -> tuple[float, str]:
@@ -141,7 +153,7 @@ PEFT_ENTRIES: list[Method] = [
            {"feedforward_modules": []}, _suite("ia3/llama-3.2-3B-all-attn-5k-lr0.005", 5e-3)),
     _entry("lily", "Lily: low-rank projectors shared across layers through a router "
            "(Zhong et al., 2024).",
-           {}, _suite("lily/llama-3.2-3B-rank896-a2-b2-s2.0")),
+           {}, _suite("lily/llama-3.2-3B-rank896-a2-b2-s2.0"), caveat=LILY_CAVEAT),
     _entry("ln_tuning", "LN tuning: trains only the normalisation layers' scales and biases "
            "(Zhao et al., 2023).",
            {}, _suite("ln_tuning/llama-3.2-3B-default"), targets_modules=False,
@@ -195,7 +207,7 @@ PEFT_ENTRIES: list[Method] = [
     _entry("randlora", "RandLoRA: full-rank updates from many frozen random low-rank bases "
            "with trained diagonal scalings (Albert et al., 2025).",
            {"r": 32, "randlora_alpha": 640, "save_projection": True},
-           _suite("randlora/llama-3.2-3B-default")),
+           _suite("randlora/llama-3.2-3B-default"), caveat=RANDLORA_CAVEAT),
     _entry("road", "RoAd: 2×2 rotations of output-feature pairs, learned per group "
            "(Liao et al., 2024).",
            {"variant": "road_2", "group_size": 64}, _suite("road/llama-3.2-3B-lr_0.001", 1e-3),
@@ -204,7 +216,8 @@ PEFT_ENTRIES: list[Method] = [
            "and correcting their inputs.",
            {}, (SUITE_DEFAULT_LR, SUITE + "default_training_params.json"),
            targets_modules=False, fit=fit_decoder_blocks, kinds=CAUSAL_ONLY,
-           not_for={"seq-cls": "wraps decoder blocks (``layers.N``); encoders have none"}),
+           not_for={"seq-cls": "wraps decoder blocks (``layers.N``); encoders have none"},
+           caveat=SHADOW_CAVEAT),
     _entry("shira", "SHiRA: trains a sparse random subset of each weight's entries "
            "(Bhardwaj et al., 2024).",
            {"r": 32, "mask_type": "random", "random_seed": 42},
@@ -220,7 +233,8 @@ PEFT_ENTRIES: list[Method] = [
     _entry("trainable_tokens", "Trainable tokens: trains the embeddings of chosen tokens only "
            "(here the special tokens).",
            {}, _suite("trainable_tokens/llama-3.2-3B-sos+eos", 0.2), targets_modules=False,
-           fit=fit_special_tokens),
+           fit=fit_special_tokens,
+           kinds=CAUSAL_ONLY, not_for={"seq-cls": NO_HEAD}),
     _entry("unilora", "Uni-LoRA: all LoRA parameters projected from one small shared vector.",
            {"r": 16, "theta_d_length": 256, "proj_seed": 42, "init_theta_d_bound": 0.02},
            _suite("unilora/llama-3.2-3B-default")),
@@ -283,7 +297,7 @@ def _variants() -> list[Method]:
         LoraFaMethod(name="lora_fa", description="LoRA-FA: A frozen at its random init, B "
                      "trained with a projected gradient; PEFT's LoRA-FA optimizer "
                      "(Zhang et al., 2023).", defaults=dict(LORA_DEFAULTS), peft_type="LORA",
-                     family="lora-variant", default_lr=1e-4,
+                     family="lora-variant", default_lr=1e-4, caveat=LORA_FA_CAVEAT,
                      lr_source=SUITE + "lora/llama-3.2-3B-rank32-lorafa/training_params.json"),
         QLoraMethod(name="qlora", description="QLoRA: LoRA on a 4-bit NF4-quantized base "
                     "(bitsandbytes; Dettmers et al., 2023).", defaults=dict(LORA_DEFAULTS),

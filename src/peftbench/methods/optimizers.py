@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+#: ε of torch's AdamW, which every technique without an optimizer of its own trains with
+ADAMW_EPS = 1e-8
+
+
 class LoraPlusMethod(Method):
     """LoRA+: the B matrices get ``loraplus_lr_ratio`` times the learning rate of A.
 
@@ -65,5 +69,8 @@ class LoraFaMethod(Method):
         from peft.optimizers import create_lorafa_optimizer
 
         config = model.peft_config["default"]
-        return create_lorafa_optimizer(model, r=config.r, lora_alpha=config.lora_alpha, lr=lr,
-                                       weight_decay=weight_decay)
+        optimizer = create_lorafa_optimizer(model, r=config.r, lora_alpha=config.lora_alpha,
+                                            lr=lr, weight_decay=weight_decay)
+        for group in optimizer.param_groups:  # AdamW's ε, as for every other technique
+            group["eps"] = ADAMW_EPS  # (PEFT's LoRA-FA optimizer defaults to 1e-6)
+        return optimizer

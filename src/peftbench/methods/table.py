@@ -28,7 +28,7 @@ def catalog_rows(kind: ModelKind | None = None, probe: bool = False) -> list[dic
             "family": method.family, "peft_type": method.peft_type,
             "description": method.description, "default_lr": method.default_lr,
             "lr_source": method.lr_source, "defaults": method.defaults,
-            "options": method.options, "curated": method.curated,
+            "options": method.options, "curated": method.curated, "caveat": method.caveat,
             **capabilities(method.name),
             "capability_note": capability_note(method.name),
         }
