@@ -89,6 +89,53 @@ def memory_table(data: dict) -> list[str]:
     return lines
 
 
+def pairs_table(data: dict) -> list[str]:
+    """The paired comparisons behind the verdict: each pair's test-score difference on the same
+    items, its Holm-corrected p-value and whether it is significant, per seed run."""
+    verdict = data.get("verdict")
+    if not verdict:
+        return []
+    lines = ["| seed | pair (A vs B) | test score A − B | p (Holm) | significant |",
+             "|---|---|---|---|---|"]
+    for seed, run in verdict["runs"].items():
+        for pair, c in sorted(run.get("pairs", {}).items(), key=lambda kv: -abs(
+                kv[1]["difference"])):
+            lines.append(f"| {seed} | {pair} | {c['difference']:+.3f} | {c['p_holm']:.2g} | "
+                         f"{'yes' if c['significant'] else 'no'} |")
+    return lines
+
+
+def breakdown_table(data: dict) -> list[str]:
+    """Where each technique's training memory goes: frozen weights, trainable state
+    (parameters, gradients, optimizer moments) and activations saved for backward."""
+    memory = data.get("memory")
+    if not memory:
+        return []
+    parts = [("memory_frozen_weights", "frozen weights"),
+             ("memory_trainable_state", "trainable state"),
+             ("memory_activations", "activations")]
+    lines = ["| technique | " + " | ".join(label for _, label in parts) + " |",
+             "|---|" + "---|" * len(parts)]
+    for method, figures in memory["techniques"].items():
+        split = figures.get("breakdown") or {}
+        lines.append(f"| {method} | " + " | ".join(_mib(split.get(key)) for key, _ in parts)
+                     + " |")
+    return lines
+
+
+def cli_table(data: dict) -> list[str]:
+    """The first steps' speed (`benchmarks/bench_cli.py`): median seconds against targets."""
+    figures = data.get("figures")
+    if not figures:
+        return []
+    lines = ["| step | median | target |", "|---|---|---|"]
+    for name, f in figures.items():
+        lines.append(f"| `{name}` | {f['seconds']:.2f} s | < {f['target_seconds']:g} s |")
+    lines += ["", f"Median of {data['repeat']} tries (`benchmarks/bench_cli.py`; load average "
+              f"{data['load_average']:.2f} on {data['cpus']} cores)."]
+    return lines
+
+
 def startup_table(data: dict) -> list[str]:
     """Warm (forked from a fork server) vs cold (a fresh interpreter) worker start-up."""
     startup = data.get("startup")
@@ -112,7 +159,10 @@ def startup_table(data: dict) -> list[str]:
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
+    "pairs-table": ("bench_verdict.json", pairs_table),
+    "breakdown-table": ("bench_verdict.json", breakdown_table),
     "startup-table": ("bench_tournament.json", startup_table),
+    "cli-table": ("bench_cli.json", cli_table),
 }
 
 

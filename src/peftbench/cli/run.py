@@ -142,9 +142,9 @@ def _forgetting_note(info: dict[str, Any]) -> None:
 
     note = info.get("forgetting_note")
     if note and info.get("forgetting") is None:
-        why = hub_problem() or note
-        console.print(f"note: forgetting not measured: {why}; --general-text PATH reads a "
-                      "local WikiText-2 copy", highlight=False)
+        why = hub_problem() or str(note).removesuffix(": forgetting not measured")
+        console.print(f"note: forgetting not measured ({why}); --general-text PATH reads a "
+                      "local WikiText-2 copy", highlight=False, soft_wrap=True)
 
 
 def build_spec(spec_file: Path | None, experiment: Path | None, *, model: str, task: str,
