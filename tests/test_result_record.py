@@ -11,6 +11,7 @@ import pytest
 
 from peftbench.engine import train
 from peftbench.engine.experiment import run_experiment
+from peftbench.engine.record import ResultView
 from peftbench.engine.results import read_result
 from peftbench.engine.spec import ExperimentSpec, TrainParams
 from peftbench.tournament.executors.base import record_failure, result_path
@@ -67,6 +68,23 @@ def test_a_successful_run_writes_the_recorded_layout(tmp_path: Path):
     assert list(data["meta_info"]) == META_INFO
     assert info["metrics"][-1]["train loss"] == info["train_loss_curve"][-1][1]
     assert info["base_probes"] == "measured" and info["test_items_fingerprint"]
+    view = ResultView(data)
+    assert view.status == "success" and view.error == "" and outcome.error == ""
+    assert view.spec_hash == tiny_spec().content_hash() and view.spec_data["method"] == "lora"
+    assert Path(view.adapter_path).is_dir()
+    assert view.final_train_loss == info["train_loss_curve"][-1][1]
+    assert view.valid_score == info["valid_score"] and view.test_score == info["test_score"]
+    assert view.dataset_sizes == {"train": 16, "validation": 4, "test": 4}
+    assert view.eval_seconds == sum(m.get("eval time", 0.0) for m in info["metrics"])
+
+
+def test_the_view_reads_a_peft_suite_file(peft_reference: Path):
+    path = next((peft_reference / "MetaMathQA" / "results").glob("lora--*.json"))
+    view = ResultView(read_result(path))
+    last = view.train_info["metrics"][-1]
+    assert view.status == "success" and view.spec_hash is None and view.spec_data is None
+    assert view.final_train_loss == last["train loss"]  # no curve: the last metrics entry
+    assert view.adapter_path is None and view.test_score is None
 
 
 def test_a_search_run_has_no_final_entry(tmp_path: Path):
@@ -98,6 +116,8 @@ def test_a_crash_in_training_keeps_the_layout_without_measurements(tmp_path: Pat
     assert data["run_info"]["peftbench"]["lr"] is None
     assert data["run_info"]["peft_config"] == {"method": "lora"}
     assert "RuntimeError: shape mismatch" in data["run_info"]["error_msg"]
+    assert ResultView(data).error == data["run_info"]["error_msg"] == outcome.error
+    assert ResultView(data).final_train_loss is None
     assert list(data["meta_info"]) == META_INFO
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from peftbench.analysis.metrics import METRICS, last_valid_score
 from peftbench.analysis.stats import score_interval
+from peftbench.engine.record import is_result
 from peftbench.engine.results import STATUS_SUCCESS, RunSummary, summarize
 from peftbench.errors import UserError
 
@@ -79,7 +80,7 @@ def load_results(paths: Iterable[str | Path]) -> ResultSet:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 problems.append((str(file), f"unreadable ({exc.__class__.__name__})"))
                 continue
-            if isinstance(data, dict) and "run_info" in data and "train_info" in data:
+            if is_result(data):
                 try:
                     runs.append(summarize(data, str(file)))
                 except (AttributeError, TypeError, ValueError) as exc:

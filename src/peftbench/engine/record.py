@@ -190,6 +190,11 @@ def train_config_of(spec: ExperimentSpec) -> dict[str, Any]:
             "max_steps": spec.train.max_steps, "task": spec.task}
 
 
+def is_result(data: Any) -> bool:
+    """Whether parsed JSON is a result file (it has ``run_info`` and ``train_info``)."""
+    return isinstance(data, dict) and "run_info" in data and "train_info" in data
+
+
 class ResultView:
     """Typed reads of a result file's content (ours or the PEFT suite's): every reader asks
     here instead of reaching for raw keys. Missing parts read as empty or None."""
@@ -200,17 +205,17 @@ class ResultView:
     @property
     def run_info(self) -> dict[str, Any]:
         """``run_info`` ({} when absent)."""
-        return self.data.get("run_info") or {}
+        return self.data.get("run_info", {})
 
     @property
     def train_info(self) -> dict[str, Any]:
         """``train_info`` ({} when absent)."""
-        return self.data.get("train_info") or {}
+        return self.data.get("train_info", {})
 
     @property
     def meta_info(self) -> dict[str, Any]:
         """``meta_info`` ({} when absent)."""
-        return self.data.get("meta_info") or {}
+        return self.data.get("meta_info", {})
 
     @property
     def ours(self) -> dict[str, Any]:

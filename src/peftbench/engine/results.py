@@ -28,7 +28,7 @@ from typing import Any
 from peftbench.engine.record import STATUS_FAILED as STATUS_FAILED
 from peftbench.engine.record import STATUS_SUCCESS as STATUS_SUCCESS
 from peftbench.engine.record import STATUS_TIMEOUT as STATUS_TIMEOUT
-from peftbench.engine.record import ResultView
+from peftbench.engine.record import ResultView, is_result
 from peftbench.errors import UserError
 
 #: Fields peftbench adds to ``train_info`` beyond the PEFT suite's own, with their meaning.
@@ -170,7 +170,7 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable result file ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict) or "run_info" not in data or "train_info" not in data:
+    if not is_result(data):
         raise UserError(f"{path}: not a result file (no run_info/train_info)")
     return data
 
@@ -283,6 +283,6 @@ def load_summaries(paths: list[str | os.PathLike[str]]) -> list[RunSummary]:
                 data = json.loads(file.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue
-            if isinstance(data, dict) and "run_info" in data and "train_info" in data:
+            if is_result(data):
                 found.append(summarize(data, str(file)))
     return found
