@@ -86,12 +86,35 @@ def original_logits(result: Path, tokens: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- LoRA → LoRA
 
+#: four one-word answers the tiny model learns by heart (train = validation = test)
+MEMO = [{"prompt": f"Q{i}:", "response": word}
+        for i, word in enumerate(("red", "blue", "green", "gold"))]
+
 
 @pytest.fixture(scope="module")
-def lora_export(runs, tmp_path_factory):
-    """A tiny LoRA run exported at its own rank (16): the folder and the report."""
+def memorised(tmp_path_factory) -> Path:
+    """A tiny LoRA run that has memorised its four test problems: it scores well above 0, so
+    a score round trip through an export can show a loss (a run scoring 0 cannot)."""
+    folder = tmp_path_factory.mktemp("memorised")
+    data = folder / "memo.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MEMO))
+    train = TrainParams(max_steps=120, batch_size=4, eval_every=120, max_new_tokens=4,
+                        forgetting_samples=0, eval_batch_size=8, max_seq_length=32,
+                        measure_inference=False, lr=1e-2, dtype="float32")
+    spec = ExperimentSpec(model="tiny-llama", task=f"jsonl:{data}", method="lora", train=train,
+                          task_options={"validation": str(data), "test": str(data),
+                                        "match": "first_line"})
+    outcome = run_experiment(spec, folder / "out", progress=False)
+    assert outcome.ok, outcome.result["run_info"]["error_msg"]
+    assert outcome.result["train_info"]["test_score"] >= 0.5, "the run must score to compare"
+    return outcome.path
+
+
+@pytest.fixture(scope="module")
+def lora_export(memorised, tmp_path_factory):
+    """The memorised LoRA run exported at its own rank (16): the folder and the report."""
     out = tmp_path_factory.mktemp("lora-export") / "out"
-    return out, ex.export_lora(runs("lora"), out, 16, min_score_ratio=0.99, progress=False)
+    return out, ex.export_lora(memorised, out, 16, min_score_ratio=0.99, progress=False)
 
 
 def test_lora_at_its_own_rank_reproduces_its_outputs(lora_export):
@@ -99,7 +122,10 @@ def test_lora_at_its_own_rank_reproduces_its_outputs(lora_export):
     assert report.ok and report.conversion == "peft"
     assert report.max_relative_error < 1e-5
     assert report.probe_max_abs_logit_diff < 1e-4
+    recorded = json.loads(Path(report.result).read_text())["train_info"]["test_score"]
+    assert report.score_recorded == recorded >= 0.5  # a score there is to lose
     assert report.score_after == report.score_before == report.score_recorded
+    assert report.score_ratio == 1.0
     assert report.size_exported_bytes == report.size_original_bytes  # same rank, same tensors
     assert report.vllm == {"compatible": True, "problems": [], "notes": [],
                            "max_lora_rank": 16}
@@ -110,7 +136,7 @@ def test_lora_at_its_own_rank_reproduces_its_outputs(lora_export):
     assert saved["status"] == "exported" and len(saved["layers"]) == 8
 
 
-def test_exported_folder_loads_with_peft_from_pretrained(runs, lora_export):
+def test_exported_folder_loads_with_peft_from_pretrained(memorised, lora_export):
     from peft import PeftModel
 
     from peftbench.engine.models import load_model
@@ -123,7 +149,7 @@ def test_exported_folder_loads_with_peft_from_pretrained(runs, lora_export):
         base = exported.get_base_model()
         with exported.disable_adapter():
             without = base(input_ids=tokens).logits
-    want = original_logits(runs("lora"), tokens)
+    want = original_logits(memorised, tokens)
     assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
     assert not torch.allclose(without, want, atol=1e-4)  # and the adapter does something
 
@@ -176,15 +202,16 @@ def test_energy_rank_follows_peft_rule():
 def test_oft_export_through_the_cli_writes_a_general_path_lora(runs, tmp_path, monkeypatch,
                                                                 capsys):
     out = tmp_path / "oft-lora"
-    code, _, err = cli(monkeypatch, capsys, str(runs("oft")), "--to-lora", "--rank", "0.9",
-                       "--out", str(out))
+    code, stdout, err = cli(monkeypatch, capsys, str(runs("oft")), "--to-lora", "--rank", "0.9",
+                            "--out", str(out))
     assert code == 0, err
     assert only_entry(out) == ["adapter_config.json", "adapter_model.safetensors",
                                "export_report.json"]
     report = json.loads((out / "export_report.json").read_text())
     assert report["conversion"].startswith("general: PEFT cannot convert")
     assert report["rank_requested"] == 0.9 and report["max_relative_error"] <= math.sqrt(0.1)
-    assert "relative reconstruction error" in err and "exported:" in err
+    assert "relative reconstruction error" in stdout and "exported:" in stdout  # the result
+    assert "vLLM rules" in stdout and "static" in stdout  # a check of the files, not a load
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["rank_pattern"] and config["alpha_pattern"] == config["rank_pattern"]
     assert config["r"] == config["lora_alpha"] == max(la["rank"] for la in report["layers"])
@@ -264,24 +291,37 @@ def test_a_technique_that_changes_no_linear_layer_is_refused(runs, tmp_path, mon
     assert only_entry(tmp_path) == []
 
 
-def test_min_score_ratio_rejects_and_keeps_only_the_report(runs, tmp_path, monkeypatch, capsys):
+def test_min_score_ratio_rejects_and_keeps_only_the_report(memorised, tmp_path, monkeypatch,
+                                                           capsys):
     out = tmp_path / "out"
     # no export scores 1.5× its original: the check must fail
-    code, _, err = cli(monkeypatch, capsys, str(runs("lora")), "--to-lora", "--rank", "2",
-                       "--out", str(out), "--min-score-ratio", "1.5")
+    code, stdout, err = cli(monkeypatch, capsys, str(memorised), "--to-lora", "--rank", "2",
+                            "--out", str(out), "--min-score-ratio", "1.5")
     assert code == 1, err
-    assert "rejected:" in err
+    assert "rejected:" in stdout  # the report is the verb's result: stdout
     assert only_entry(out) == ["export_report.json"]
     report = json.loads((out / "export_report.json").read_text())
     assert report["status"] == "rejected" and report["min_score_ratio"] == 1.5
+    assert report["score_ratio"] == pytest.approx(report["score_after"] / report["score_before"])
     assert report["score_ratio"] < 1.5 and "weights were removed" in report["reason"]
     # a second try replaces the rejected folder only when asked to
-    code, _, err = cli(monkeypatch, capsys, str(runs("lora")), "--to-lora", "--rank", "16",
+    code, _, err = cli(monkeypatch, capsys, str(memorised), "--to-lora", "--rank", "16",
                        "--out", str(out), "--min-score-ratio", "0.5", "--overwrite")
     assert code == 0, err
     assert only_entry(out) == ["adapter_config.json", "adapter_model.safetensors",
                                "export_report.json"]
     assert only_entry(tmp_path) == ["out"]  # no temp or old folder left beside it
+
+
+def test_a_run_that_scores_0_has_no_ratio_and_fails_a_minimum(runs, tmp_path, monkeypatch,
+                                                              capsys):
+    report = ex.export_lora(runs("lora"), tmp_path / "plain", 16, progress=False)
+    assert report.score_before == 0 and report.score_ratio is None and report.ok
+    code, stdout, _ = cli(monkeypatch, capsys, str(runs("lora")), "--to-lora", "--rank", "16",
+                          "--out", str(tmp_path / "gated"), "--min-score-ratio", "0.5")
+    assert code == 1 and "not measured" in stdout
+    saved = json.loads((tmp_path / "gated" / "export_report.json").read_text())
+    assert saved["score_ratio"] is None and "cannot be measured" in saved["reason"]
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -314,7 +354,7 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(runs, tmp_path, monkeypat
     no_adapter = variant("gone.json", lambda d: d["run_info"]["peftbench"].update(
         adapter_path=str(tmp_path / "nowhere")))
     cases = [
-        ([str(tmp_path / "missing.json"), "--to-lora", "--rank", "8"], "no such result file"),
+        ([str(tmp_path / "missing.json"), "--to-lora", "--rank", "8"], "does not exist"),
         ([failed, "--to-lora", "--rank", "8"], "did not succeed (failed: boom)"),
         ([no_adapter, "--to-lora", "--rank", "8"], "is missing"),
         ([str(runs("lora")), "--to-lora", "--merge", "--rank", "8"], "choose one of"),

@@ -475,9 +475,10 @@ def print_export_report(report: ExportReport, console: Console) -> None:
     if report.layers:
         console.print(_layer_table(report))
     if report.ok:
-        console.print(f"[bold green]exported:[/] {report.out}")
+        console.print(f"[bold green]exported:[/] {report.out}", soft_wrap=True, highlight=False)
     else:
-        console.print(f"[bold red]rejected:[/] {report.reason}; report: {report.out}")
+        console.print(f"[bold red]rejected:[/] {report.reason}; report: {report.out}",
+                      soft_wrap=True, highlight=False)
 
 
 def _summary_rows(report: ExportReport) -> list[tuple[str, str]]:

@@ -73,7 +73,7 @@ class ExportReport:
     score_recorded: float | None  # the run's own test score
     score_before: float  # base + original adapter, re-measured now
     score_after: float  # base + export (or the merged model)
-    score_ratio: float  # after / before (1.0 when before is 0)
+    score_ratio: float | None  # after / before; None (not measured) when before is 0
     min_score_ratio: float | None
     size_original_bytes: int
     size_exported_bytes: int
@@ -216,16 +216,17 @@ def _probe_diff(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float
     return float(diff.max()), float((after - before).norm()) / norm if norm else 0.0
 
 
-def score_ratio(before: float, after: float) -> float:
-    """``after / before``; 1.0 when the score before is 0 (nothing measurable to lose)."""
-    return after / before if before > 0 else 1.0
+def score_ratio(before: float, after: float) -> float | None:
+    """``after / before``; None when the score before is 0: there is nothing to compare, so
+    the ratio is not measured (and a --min-score-ratio cannot be met)."""
+    return after / before if before > 0 else None
 
 
 def _report(session: Session, out: Path, mode: Mode, folder: Path, before: float, after: float,
             probe: tuple[float, float], min_score_ratio: float | None,
             fields: dict[str, Any]) -> ExportReport:
     source, ratio = session.source, score_ratio(before, after)
-    rejected = min_score_ratio is not None and ratio < min_score_ratio
+    rejected = min_score_ratio is not None and (ratio is None or ratio < min_score_ratio)
     report = ExportReport(
         status="rejected" if rejected else "exported", mode=mode, out=str(out),
         result=str(source.path), method=source.spec.method, model=source.spec.model,
@@ -239,8 +240,10 @@ def _report(session: Session, out: Path, mode: Mode, folder: Path, before: float
         base_model=session.prep.loaded.info | {"name": session.prep.loaded.name},
         versions=_versions(), **fields)
     if rejected:
-        report.reason = (f"score ratio {ratio:.3f} < --min-score-ratio {min_score_ratio}: the "
-                         "exported weights were removed")
+        why = (f"score ratio {ratio:.3f} < --min-score-ratio {min_score_ratio}" if ratio is not None
+               else f"the score before export is 0, so the ratio --min-score-ratio "
+                    f"{min_score_ratio} asks for cannot be measured")
+        report.reason = f"{why}: the exported weights were removed"
     return report
 
 
