@@ -324,16 +324,11 @@ METHOD_COLUMNS = {
 }
 
 
-def exportable_to_lora(row: dict[str, Any]) -> bool:
-    """Whether `peftbench export --to-lora` takes this technique: a mergeable change of
-    Linear weights (any rank, approximated by a truncated SVD where not exact)."""
-    return row["name"] == "full" or (not row["prompt_only"] and row["merge"]
-                                     and "Linear" in row["layers"])
-
-
 def methods_grid(rows: list[dict], kind: str | None, with_counts: bool,
                  description: bool) -> Grid:
     """The catalog rows as a `Grid` (a description column when ``description``)."""
+    from peftbench.methods.table import exportable_to_lora
+
     headers = list(METHOD_COLUMNS) + (["trainable"] if with_counts else []) + (
         ["description"] if description else [])
     grid = Grid(headers, right={headers.index("lr")} | (

@@ -66,7 +66,7 @@ def markdown_table(rows: list[dict[str, Any]], counts: dict[str, int | str] | No
                    model_name: str = "") -> str:
     """The catalog as a Markdown table (the README's technique table)."""
     head = ["Technique", "Name", "Kind", "Merge", "Multi", "Layers", "Quantized bases",
-            "→LoRA", "Default LR"]
+            "Exact →LoRA", "Export →LoRA", "Default LR"]
     if counts is not None:
         head.insert(3, f"Trainable on {model_name}")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -75,12 +75,20 @@ def markdown_table(rows: list[dict[str, Any]], counts: dict[str, int | str] | No
                  _yes(row["merge"]), _yes(row["multi_adapter"]),
                  ", ".join(row["layers"]) or ("prompt" if row["prompt_only"] else "—"),
                  ", ".join(row["quantized"]) or "—", _yes(row["lora_convertible"]),
-                 f"{row['default_lr']:g}"]
+                 _yes(exportable_to_lora(row)), f"{row['default_lr']:g}"]
         if counts is not None:
             value = counts.get(row["name"])
             cells.insert(3, f"{value:,}" if isinstance(value, int) else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def exportable_to_lora(row: dict[str, Any]) -> bool:
+    """Whether `peftbench export --to-lora` takes the technique: a mergeable change of Linear
+    weights, approximated by a truncated SVD where PEFT's convert_to_lora (the exact
+    conversion, ``lora_convertible``) does not apply."""
+    return row["name"] == "full" or (not row["prompt_only"] and row["merge"]
+                                     and "Linear" in row["layers"])
 
 
 def _kind_text(row: dict[str, Any]) -> str:
