@@ -210,6 +210,10 @@ class TournamentDisplay:
         self.progress.update(self.overall, completed=self.done)
         self._info()
 
+    def note(self, message: str) -> None:
+        """One line above the bars (on stderr), e.g. results run again after an edit."""
+        self.progress.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+
     def _info(self) -> None:
         remaining = self.total - self.done
         self.progress.update(self.overall, info=f"{self.done - self.failed} ok, {self.failed} "
