@@ -44,7 +44,9 @@ def test_run_writes_a_complete_result_in_the_peft_suite_layout(tmp_path, wikitex
     # validation at steps 3 and 6, then the final test entry
     assert [m["step"] for m in info["metrics"]] == [3, 6, 6]
     assert "valid accuracy" in info["metrics"][0] and "test accuracy" in info["metrics"][-1]
-    assert 0.0 <= info["test_score"] <= 1.0
+    items = info["test_items"]  # the score is the share of test items answered right
+    assert len(items) == ARITH_SMALL["n_test"] and set(items) <= {0, 1}
+    assert info["test_score"] == sum(items) / len(items) == info["metrics"][-1]["test accuracy"]
     assert info["num_trainable_params"] > 0
     assert info["num_total_params"] > info["num_trainable_params"]
     assert info["file_size"] > 0 and Path(data["run_info"]["peftbench"]["adapter_path"]).is_dir()
@@ -99,7 +101,8 @@ def test_encoder_classification_on_sst2(tmp_path, shared_data):
     info = outcome.result["train_info"]
     assert outcome.ok, outcome.result["run_info"]["error_msg"]
     assert info["forgetting"] is None and info["forgetting_note"] == "not applicable"
-    assert 0.0 <= info["test_score"] <= 1.0
+    items = info["test_items"]  # the score is the share of test sentences classified right
+    assert len(items) == 16 and info["test_score"] == sum(items) / 16
     # the classification head is trained alongside the adapter (PEFT's modules_to_save)
     assert info["num_trainable_params"] > 0
 
@@ -225,7 +228,10 @@ def test_forgetting_probe_with_virtual_tokens(tmp_path, wikitext, method):
     outcome = run_experiment(spec, tmp_path, progress=False)
     info = outcome.result["train_info"]
     assert outcome.ok, outcome.result["run_info"]["error_msg"]
-    assert math.isfinite(info["forgetting"]) and info["base_test_score"] is not None
+    assert math.isfinite(info["forgetting"])
+    base = info["base_test_items"]  # the base model scored on the same test items
+    assert len(base) == len(info["test_items"])
+    assert info["base_test_score"] == sum(base) / len(base)
 
 
 def test_per_item_outcomes_and_a_loss_curve_round_trip(tmp_path):

@@ -32,8 +32,11 @@ def test_smollm2_lora_on_arith(tmp_path, shared_data):
     assert outcome.ok, outcome.result["run_info"]["error_msg"]
     assert info["num_total_params"] > 134_000_000
     assert 0 < info["num_trainable_params"] < 0.05 * info["num_total_params"]
-    assert info["base_test_score"] is not None and info["test_score"] is not None
-    assert info["forgetting"] is not None and abs(info["forgetting"]) < 1.0
+    for prefix in ("", "base_"):  # each score is the share of its 8 test items answered right
+        items = info[f"{prefix}test_items"]
+        assert len(items) == 8 and info[f"{prefix}test_score"] == sum(items) / 8
+    # forgetting: the general-text loss's rise over the base model's (a loss of a few nats)
+    assert 0 < info["base_general_loss"] < 10 and abs(info["forgetting"]) < 1.0
     # LoRA at r=16 on attention in fp32: a few MB
     assert 1e6 < info["file_size"] < 20e6
 
@@ -48,4 +51,6 @@ def test_minilm_classifies_sst2(tmp_path, shared_data):
     outcome = run_experiment(spec, tmp_path, progress=False)
     info = outcome.result["train_info"]
     assert outcome.ok, outcome.result["run_info"]["error_msg"]
-    assert info["test_metric"] == "accuracy" and 0.0 <= info["test_score"] <= 1.0
+    items = info["test_items"]
+    assert info["test_metric"] == "accuracy" and len(items) == 64
+    assert info["test_score"] == sum(items) / 64
