@@ -121,3 +121,36 @@ def test_peft_suite_experiment_folder_is_a_valid_input(tmp_path, peft_reference)
     # the suite leaves target_modules to PEFT's per-architecture default (q_proj, v_proj for Llama)
     expected = set(config["target_modules"] or ["q_proj", "v_proj"])
     assert set(data["run_info"]["peft_config"]["target_modules"]) == expected
+
+
+def test_inputs_are_checked_before_any_download_or_model(tmp_path, monkeypatch, capsys):
+    """A bad adapter config stops before the hub is tried (offline that took ~25 s of retries)
+    or a model is loaded; a value only a model can refuse stops before the hub is tried."""
+    import datasets
+
+    from peftbench.engine import models
+    from peftbench.tasks import general_text, hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was tried before the inputs were checked")
+
+    loads = []
+    real_load = models.load_model
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.setattr(general_text, "load_hub_rows", no_hub)
+    monkeypatch.setattr(hub, "hub_problem", no_hub)
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    bad = tmp_path / "bad.json"
+    for config, needle in [({"r": "eight"}, "invalid lora config: r='eight' is not int"),
+                           ({"rank": 8}, "unknown lora config field 'rank'"),
+                           ({"peft_type": "LORA", "lora_dropout": "x"}, "lora_dropout='x'")]:
+        bad.write_text(json.dumps(config))
+        code, _, err = in_process("run", "--model", "tiny-llama", "--task", "arith",
+                                  "--adapter-config", str(bad), "--out", str(tmp_path / "o"),
+                                  capsys=capsys)
+        assert_one_line(code, err, needle)
+        assert loads == []  # refused from the config alone
+    code, _, err = in_process("run", "--model", "tiny-llama", "--set", "r=-4", "--out",
+                              str(tmp_path / "o"), capsys=capsys)
+    assert_one_line(code, err, "`r` should be a positive integer")
+    assert not (tmp_path / "o").exists()

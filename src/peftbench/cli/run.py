@@ -183,7 +183,7 @@ def check_inputs(spec: ExperimentSpec) -> None:
     method = get_method(spec.method)
     task = get_task(spec.task, spec.task_options)  # options checked; local files read
     if spec.general_text and spec.train.forgetting_samples:
-        _check_general_text(spec.general_text)
+        check_general_text(spec.general_text)
     if not spec.adapter_config or method.peft_type is None:
         return
     local = _local_model(spec.model)
@@ -216,7 +216,7 @@ def _build_once(method: Any, kind: str, spec: ExperimentSpec, num_labels: int) -
         method.build(loaded.model, kind, spec.targets, spec.adapter_config)
 
 
-def _check_general_text(path: str) -> None:
+def check_general_text(path: str) -> None:
     """The forgetting probe's text: readable, with paragraphs (``--general-text``)."""
     from peftbench.errors import UserError
     from peftbench.tasks import load_general_text

@@ -33,6 +33,7 @@ from peftbench.cli.options import (
     one_of,
     positive,
 )
+from peftbench.cli.run import check_general_text
 from peftbench.engine.spec import parse_key_values
 from peftbench.errors import UserError, did_you_mean
 
@@ -141,6 +142,8 @@ def tournament(
                   task_opt, train_opt, targets,
                   str(general_text) if general_text is not None else None,
                   {"search_seed": seed, "lr_extend": lr_extend})
+    if cfg.general_text and cfg.train.forgetting_samples:
+        check_general_text(cfg.general_text)  # before the calibration run reads it
     plan = tm.make_plan(cfg, _model_kind(cfg))
     runner = _executor(executor, jobs, ray_address, run_timeout)
     try:
