@@ -225,3 +225,15 @@ def test_tasks_lists_every_task_with_its_options_and_real_defaults(capsys):
         assert documented == read, name
     code, out, _ = peftbench(capsys, "tasks", "jsonl")
     assert "| response_field | response |" in out and "--task jsonl:FILE" in out
+
+
+def test_census_says_once_that_the_hub_is_unreachable(monkeypatch, capsys, tmp_path):
+    from peftbench.tasks import hub
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hub, "hub_problem", lambda: "the Hugging Face hub (h) is unreachable")
+    code, out, err = peftbench(capsys, "census", "--limit", "5")
+    assert code == 2 and not out and not list(tmp_path.iterdir())
+    assert err.splitlines() == ["error: --cards librarian-bots/model_cards_with_metadata: the "
+                                "Hugging Face hub (h) is unreachable; pass a local Parquet or "
+                                "JSONL copy"]

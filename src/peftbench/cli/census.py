@@ -12,6 +12,7 @@ from peftbench import census
 from peftbench.cli.display import census_progress, print_census_report
 from peftbench.cli.options import add_verb, one_of
 from peftbench.engine.results import atomic_write_json
+from peftbench.errors import UserError
 
 EXAMPLES = [
     "peftbench census --limit 10000",
@@ -65,6 +66,8 @@ def census_command(
     inputs: dict[str, Any] = {"cards": cards, "code": str(code) if code else None,
                               "limit": limit, "sources": sources}
     console = Console(stderr=True)
+    if cards:
+        _check_hub(cards)
     card_tally = _run_cards(console, cards, sources, columns, limit) if cards else None
     code_tally = _run_code(console, code) if code else None
     report = census.census_report(card_tally, code_tally, inputs)
@@ -74,14 +77,29 @@ def census_command(
     Console().print(f"wrote {out} and {chart}")
 
 
+def _check_hub(cards: str) -> None:
+    """A Hub data set needs the hub: when it is unreachable, say so in one line now instead of
+    after the hub client's minute of retries."""
+    from peftbench.tasks.hub import hub_problem
+
+    if Path(cards).exists():
+        return
+    problem = hub_problem()
+    if problem:
+        raise UserError(f"--cards {cards}: {problem}; pass a local Parquet or JSONL copy")
+
+
 def _run_cards(console: Console, cards: str, sources: list[str],
                columns: census.CardColumns, limit: int | None) -> census.Tally:
-    total = census.count_cards(cards)
-    if limit is not None:
-        total = min(total, limit) if total is not None else limit
-    with census_progress(console, f"cards ({cards})", total) as advance:
-        return census.census_cards(cards, sources=sources, columns=columns, limit=limit,
-                                   on_item=advance)
+    from peftbench.tasks.hub import quiet_hub_clients
+
+    with quiet_hub_clients():
+        total = census.count_cards(cards)
+        if limit is not None:
+            total = min(total, limit) if total is not None else limit
+        with census_progress(console, f"cards ({cards})", total) as advance:
+            return census.census_cards(cards, sources=sources, columns=columns, limit=limit,
+                                       on_item=advance)
 
 
 def _run_code(console: Console, folder: Path) -> census.Tally:
