@@ -154,3 +154,28 @@ def test_inputs_are_checked_before_any_download_or_model(tmp_path, monkeypatch, 
                               str(tmp_path / "o"), capsys=capsys)
     assert_one_line(code, err, "`r` should be a positive integer")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_hub_is_one_line_and_the_run_completes(tmp_path, monkeypatch, capsys):
+    import socket
+
+    from peftbench.tasks import hub
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def unreachable(address, timeout):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    hub.hub_problem.cache_clear()
+    try:
+        code, out, err = in_process("run", "--model", "tiny-llama", *FAST, "--out",
+                                    str(tmp_path), capsys=capsys)
+    finally:
+        hub.hub_problem.cache_clear()
+    assert code == 0, err
+    (result,) = tmp_path.glob("*.json")
+    assert out == f"{result}\n"
+    said = [line for line in err.splitlines() if "unreachable" in line]
+    assert len(said) == 1 and "Retrying" not in err and "forgetting not measured" in said[0]

@@ -126,11 +126,11 @@ def run(
     outcome = run_experiment(spec, out, progress=progress)
     info = outcome.result["train_info"]
     if outcome.ok:
-        console.print(run_summary_line(info))
+        console.print(run_summary_line(info), soft_wrap=True)
         _forgetting_note(info)
     else:
         console.print(f"[bold red]run failed:[/] {outcome.result['run_info']['error_msg']}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     typer.echo(json.dumps(run_json(outcome), indent=1) if as_json else str(outcome.path))
     if not outcome.ok:
         raise typer.Exit(1)
