@@ -18,7 +18,7 @@ from peftbench.tournament.executors.base import record_failure, result_path
 
 RUN_INFO = ["created_at", "total_time", "experiment_name", "train_config", "peft_config",
             "error_msg", "peftbench"]
-PEFTBENCH = ["spec", "spec_hash", "method", "lr", "adapter_path"]
+PEFTBENCH = ["spec", "spec_hash", "method", "lr", "adapter_path", "inputs"]
 TRAIN_CONFIG = ["model_id", "dtype", "max_seq_length", "batch_size", "batch_size_eval",
                 "max_steps", "eval_steps", "seed", "grad_norm_clip", "optimizer_type",
                 "optimizer_kwargs", "lr_scheduler", "use_amp", "generation_kwargs",
@@ -33,7 +33,7 @@ TRAIN_INFO = [
     "train_peak_rss", "train_rss_increase", "train_memory", "memory_frozen_weights",
     "memory_trainable_state", "memory_activations", "memory_method", "test_items",
     "base_test_items", "base_probes", "train_loss_curve", "test_items_fingerprint",
-    "test_metric", "total_time", "param_bytes", "forgetting_note"]
+    "test_metric", "total_time", "param_bytes", "forgetting_note", "test_answers"]
 VALIDATION_ENTRY = ["step", "train loss", "train samples", "train time", "tokens / sec",
                     "valid accuracy", "eval time", "elapsed time"]
 FINAL_ENTRY = ["step", "test accuracy", "train loss", "train samples", "train total tokens",
@@ -131,6 +131,6 @@ def test_a_result_written_for_a_run_is_the_short_layout(tmp_path: Path, status: 
     assert list(data["meta_info"]) == ["package_info"]
     assert data["run_info"]["peftbench"] == {
         "spec": spec.model_dump(mode="json"), "spec_hash": spec.content_hash(),
-        "method": "lora", "lr": 0.01, "adapter_path": None}
+        "method": "lora", "lr": 0.01, "adapter_path": None, "inputs": []}
     assert data["run_info"]["train_config"]["optimizer_kwargs"] == {"lr": 0.01}
     assert data["run_info"]["error_msg"] == "killed" and data["run_info"]["total_time"] == 4.5

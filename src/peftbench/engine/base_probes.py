@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from peftbench.engine.inputs import inputs_digest
 from peftbench.engine.measure import package_versions
 from peftbench.engine.prepared import Prepared, general_loss, items_fingerprint, score_items
 from peftbench.engine.record import Measurements
@@ -28,8 +29,10 @@ BASE_PROBES_DIR = ".base-probes"
 def base_probes_key(prep: Prepared) -> str:
     """The content hash of everything the base model's figures depend on (model, task and
     its data options, general text, evaluation settings, seed, device, threads, versions):
-    runs with equal keys can share them, whatever technique they train."""
+    runs with equal keys can share them, whatever technique they train. The content of the
+    user's files (data, a local model folder, general text) is part of it."""
     p = prep.spec.train
+    contents = inputs_digest(prep.inputs)
     blob = json.dumps({
         "model": prep.spec.model, "kind": prep.loaded.kind, "task": prep.spec.task,
         "task_options": prep.spec.task_options, "general_text": prep.spec.general_text,
@@ -39,6 +42,7 @@ def base_probes_key(prep: Prepared) -> str:
         "threads": torch.get_num_threads(), "eval_base": p.eval_base,
         "test_items": items_fingerprint(prep.splits["test"]),
         "versions": package_versions(),
+        **({"inputs": contents} if contents else {}),
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

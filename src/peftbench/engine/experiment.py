@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from peftbench.engine import evaluate
+from peftbench.engine.answers import answers_path, write_answers
 from peftbench.engine.base_probes import BASE_PROBES_DIR, base_probes_key, measure_base_probes
 from peftbench.engine.batching import collate
 from peftbench.engine.measure import (
@@ -44,6 +45,7 @@ from peftbench.engine.prepared import (
     items_fingerprint,
     model_kind,
     prepare,
+    score_answers,
     score_items,
     score_split,
 )
@@ -63,7 +65,7 @@ from peftbench.methods.base import Method
 
 __all__ = ["BASE_PROBES_DIR", "Prepared", "RunOutcome", "base_probes_key", "build_result",
            "encode_examples", "items_fingerprint", "model_kind", "prepare", "run_experiment",
-           "score_items", "score_split"]
+           "score_answers", "score_items", "score_split"]
 
 
 @dataclass
@@ -112,9 +114,19 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
         raise
     except Exception as exc:  # a run's crash is its result, not the caller's crash
         error = _describe_error(exc)
-    result = build_result(prep, measured, error, created, time.perf_counter() - started)
+    answers = _save_answers(path, measured)
+    result = build_result(prep, measured, error, created, time.perf_counter() - started,
+                          answers_file=answers)
     atomic_write_json(path, sanitize(result))
     return RunOutcome(path, result)
+
+
+def _save_answers(result_path: Path, m: Measurements) -> str | None:
+    """Write the test answers beside the result (before it, so that a result never names a
+    missing file); their file's name, or None when test was not scored."""
+    if m.test_answers is None:
+        return None
+    return write_answers(answers_path(result_path), m.test_answers).name
 
 
 def _display(progress: bool | Any) -> Any:
@@ -146,7 +158,8 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
     m.lr = params.lr or prep.method.default_lr
     _train(prep, model, bar, m)
     if params.eval_test:
-        m.test_score, m.test_items = score_items(prep, model, "test", bar, "test")
+        m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
+        m.test_items = [int(a.correct) for a in m.test_answers]
     if prep.general_blocks:
         m.forgetting = general_loss(prep, model) - m.base_general_loss
     if params.measure_inference:
@@ -197,7 +210,7 @@ def _save(method: Method, model: nn.Module, directory: Path) -> tuple[int, str]:
                and f.suffix in {".safetensors", ".bin", ".pt"})
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
-    return size, str(directory)
+    return size, str(directory.resolve())  # absolute: the result is read from anywhere
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -209,14 +222,16 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def build_result(prep: Prepared, m: Measurements, error: str, created: str,
-                 total_time: float) -> dict[str, Any]:
-    """The result file in the PEFT method-comparison layout, plus peftbench's fields."""
+                 total_time: float, answers_file: str | None = None) -> dict[str, Any]:
+    """The result file in the PEFT method-comparison layout, plus peftbench's fields
+    (``answers_file``: the name of the test answers' file written beside it)."""
     record = ResultRecord(
         spec=prep.spec, status=STATUS_FAILED if error else STATUS_SUCCESS, error=error,
         created_at=created, total_time=total_time, train_config=_train_config(prep, m),
         meta_info=_meta_info(prep), measured=m, test_metric=prep.task.metric,
         items_fingerprint=items_fingerprint(prep.splits["test"]),
-        forgetting_note=prep.general_error or None)
+        forgetting_note=prep.general_error or None, inputs=prep.inputs,
+        answers_file=answers_file)
     return record.to_json()
 
 

@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from peftbench.engine import evaluate
+from peftbench.engine.answers import Answer
 from peftbench.engine.batching import encode_causal, encode_classification
+from peftbench.engine.inputs import InputRecord, record_inputs
 from peftbench.engine.measure import autocast_dtype, device_for_run
 from peftbench.engine.models import LoadedModel, is_encoder, load_model
 from peftbench.engine.progress import phase
@@ -43,6 +45,7 @@ class Prepared:
     amp_dtype: torch.dtype | None
     general_blocks: list[str] = field(default_factory=list)
     general_error: str = ""
+    inputs: list[InputRecord] = field(default_factory=list)  # the user's files, by content
 
 
 def prepare(spec: ExperimentSpec) -> Prepared:
@@ -59,7 +62,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
     device = device_for_run()
     blocks, general_error = _general_text(spec, kind)
     return Prepared(spec, task, splits, method, loaded, device,
-                    autocast_dtype(spec.train.dtype, device), blocks, general_error)
+                    autocast_dtype(spec.train.dtype, device), blocks, general_error,
+                    record_inputs(spec))
 
 
 def model_kind(task: Task, model: str) -> str:
@@ -100,25 +104,58 @@ def score_items(prep: Prepared, model: nn.Module, split: str, bar: Any,
                 label: str) -> tuple[float, list[int]]:
     """The primary metric on ``split`` and each item's outcome (1 right, 0 wrong), in the
     split's order, so that techniques can be compared item by item."""
+    score, answers = score_answers(prep, model, split, bar, label)
+    return score, [int(a.correct) for a in answers]
+
+
+def score_answers(prep: Prepared, model: nn.Module, split: str, bar: Any,
+                  label: str) -> tuple[float, list[Answer]]:
+    """The primary metric on ``split`` and each item's `Answer` (prompt, reference, output,
+    extracted answer, verdict), in the split's order."""
     examples = prep.splits[split]
-    params = prep.spec.train
     with phase(bar, label, len(examples)) as advance:
         if prep.loaded.kind == "seq-cls":
-            features = encode_examples(prep, examples)
-            score, predictions = evaluate.score_classifier(
-                model, features, pad_id=prep.loaded.tokenizer.pad_token_id,
-                batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
-                advance=advance)
-            items = [int(p == f.labels) for p, f in zip(predictions, features, strict=True)]
-            return score, items
-        score, outputs = evaluate.score_generation(
-            prep.task, model, prep.loaded.tokenizer, examples,
-            max_new_tokens=params.max_new_tokens or prep.task.max_new_tokens,
-            batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
-            max_prompt_tokens=params.max_seq_length, advance=advance)
-        items = [int(bool(prep.task.is_correct(o, e))) for o, e in zip(outputs, examples,
-                                                                       strict=True)]
-        return score, items
+            return _classifier_answers(prep, model, examples, advance)
+        return _generated_answers(prep, model, examples, advance)
+
+
+def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example],
+                        advance: Any) -> tuple[float, list[Answer]]:
+    """A classifier head's predicted label for each example."""
+    params, names = prep.spec.train, prep.task.labels
+    features = encode_examples(prep, examples)
+    score, predictions = evaluate.score_classifier(
+        model, features, pad_id=prep.loaded.tokenizer.pad_token_id,
+        batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+        advance=advance)
+    answers = []
+    for i, (pred, feature, example) in enumerate(zip(predictions, features, examples,
+                                                     strict=True)):
+        said = _label_name(names, pred)
+        answers.append(Answer(i, example.text or example.prompt,
+                              _label_name(names, feature.labels), said, said,
+                              pred == feature.labels))
+    return score, answers
+
+
+def _label_name(names: tuple[str, ...], index: Any) -> str:
+    """The name of class ``index`` (its number when the task names no such class)."""
+    return names[index] if isinstance(index, int) and 0 <= index < len(names) else str(index)
+
+
+def _generated_answers(prep: Prepared, model: nn.Module, examples: list[Example],
+                       advance: Any) -> tuple[float, list[Answer]]:
+    """Each example's greedy generation, the answer the task extracts and its verdict."""
+    params, task = prep.spec.train, prep.task
+    score, outputs = evaluate.score_generation(
+        task, model, prep.loaded.tokenizer, examples,
+        max_new_tokens=params.max_new_tokens or task.max_new_tokens,
+        batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
+        max_prompt_tokens=params.max_seq_length, advance=advance)
+    answers = [Answer(i, e.prompt, e.answer or e.target.strip(), o, task.extract_answer(o),
+                      bool(task.is_correct(o, e)))
+               for i, (o, e) in enumerate(zip(outputs, examples, strict=True))]
+    return score, answers
 
 
 def items_fingerprint(examples: list[Example]) -> str:

@@ -16,7 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from peftbench.engine.inputs import InputRecord, parse_inputs
+
 if TYPE_CHECKING:
+    from peftbench.engine.answers import Answer
     from peftbench.engine.spec import ExperimentSpec
 
 STATUS_SUCCESS = "success"
@@ -74,6 +77,7 @@ class Measurements:
     data_order: str | None = None
     test_score: float | None = None
     test_items: list[int] | None = None
+    test_answers: list[Answer] | None = None  # each test item's prompt, output and verdict
     forgetting: float | None = None
     inference_slowdown: float | None = None
     mergeable: bool | None = None
@@ -97,6 +101,8 @@ class ResultRecord:
     test_metric: str = "accuracy"
     items_fingerprint: str | None = None
     forgetting_note: str | None = None
+    inputs: list[InputRecord] = field(default_factory=list)  # the user's files, by content
+    answers_file: str | None = None  # the test answers' file name, beside the result
 
     def to_json(self) -> dict[str, Any]:
         """The result file's content in the PEFT method-comparison layout, plus ours."""
@@ -119,6 +125,7 @@ class ResultRecord:
                 "method": spec.method,
                 "lr": m.lr if m else spec.train.lr,
                 "adapter_path": m.adapter_path if m else None,
+                "inputs": [i.to_json() for i in self.inputs],
             },
         }
 
@@ -170,6 +177,7 @@ class ResultRecord:
             "total_time": self.total_time,
             "param_bytes": m.param_bytes,
             "forgetting_note": self.forgetting_note,
+            "test_answers": self.answers_file,
         }
 
     def _metrics(self, m: Measurements) -> list[dict[str, Any]]:
@@ -248,6 +256,24 @@ class ResultView:
         """Where the run saved its adapter (None when it saved none)."""
         return self.ours.get("adapter_path") or None
 
+    @property
+    def inputs(self) -> list[InputRecord] | None:
+        """The user's files the run read, with absolute paths and content hashes; None in a
+        file written before inputs were recorded (or a PEFT-suite file)."""
+        return parse_inputs(self.ours.get("inputs"))
+
+    @property
+    def answers_file(self) -> str | None:
+        """The name of the file beside the result holding each test item's answer (None when
+        the run saved none)."""
+        name = self.train_info.get("test_answers")
+        return str(name) if name else None
+
+    @property
+    def dataset_info(self) -> dict[str, Any]:
+        """The task's description of its data (``meta_info.dataset_info``; {} when absent)."""
+        return dict(self.meta_info.get("dataset_info") or {})
+
     def set_adapter_path(self, path: str | None) -> None:
         """Record where the adapter's files are now (after a copy from another machine)."""
         self.run_info["peftbench"]["adapter_path"] = path
@@ -300,7 +326,7 @@ class ResultView:
     @property
     def dataset_sizes(self) -> dict[str, int]:
         """Examples per split, as the task described its data ({} when not recorded)."""
-        return dict((self.meta_info.get("dataset_info") or {}).get("sizes") or {})
+        return dict(self.dataset_info.get("sizes") or {})
 
 
 def _number(value: Any) -> float | None:

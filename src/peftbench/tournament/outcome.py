@@ -31,6 +31,8 @@ class TournamentOutcome:
     techniques: dict[str, TechniqueOutcome]
     out_dir: Path
     seconds: float = 0.0
+    #: lines the tournament said while running (e.g. results run again after an input changed)
+    notes: list[str] = field(default_factory=list)
 
     def all_records(self) -> list[RunRecord]:
         """Every search and final record."""

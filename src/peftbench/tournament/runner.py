@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.inputs import stale_reason
 from peftbench.engine.results import STATUS_SUCCESS
 from peftbench.engine.spec import ExperimentSpec
 from peftbench.tournament.executors import Executor, RunRecord
@@ -67,6 +68,9 @@ class Hooks:
     def finished(self, record: RunRecord) -> None:
         """A run ends (or was found finished)."""
 
+    def note(self, message: str) -> None:
+        """One line worth telling (a resume found results made from other inputs)."""
+
 
 class Tournament:
     """Runs a plan with an executor, writing results and ``tournament.json`` into a folder."""
@@ -80,6 +84,7 @@ class Tournament:
         # after a fix, failed runs are worth another try; by default they are results
         self.finished = (STATUS_SUCCESS,) if retry_failed else FINISHED
         self.outcomes = {m: TechniqueOutcome(m) for m in plan.methods}
+        self.notes: list[str] = []  # what the tournament said, once each
 
     def run(self) -> TournamentOutcome:
         """Search, choose, run the finals; returns every record."""
@@ -92,7 +97,7 @@ class Tournament:
             self._choose()
             self._finals()
             outcome = TournamentOutcome(self.plan, self.outcomes, self.out_dir,
-                                        time.perf_counter() - started)
+                                        time.perf_counter() - started, self.notes)
             write_manifest(outcome)
         return outcome
 
@@ -178,7 +183,7 @@ class Tournament:
             self.outcomes[record.spec.method].finals.append(record)
 
     def _execute(self, stage: str, specs: list[ExperimentSpec]) -> list[RunRecord]:
-        done = existing_results(self.out_dir, self.finished)
+        done = self._still_true(existing_results(self.out_dir, self.finished), specs)
         records = [done[s.content_hash()] for s in specs if s.content_hash() in done]
         todo = [s for s in specs if s.content_hash() not in done]
         self.hooks.stage(stage, len(specs))
@@ -190,6 +195,28 @@ class Tournament:
             records.append(record)
             self.hooks.finished(record)
         return records
+
+    def _still_true(self, done: dict[str, RunRecord], specs: list[ExperimentSpec]
+                    ) -> dict[str, RunRecord]:
+        """The finished results of ``specs`` that were made from the inputs as they are now;
+        the others are left out (to run again, their file replaced only by a complete
+        result), and why is said once."""
+        kept = dict(done)
+        for spec in specs:
+            record = done.get(spec.content_hash())
+            why = stale_reason(record.view.inputs, spec) if record is not None else None
+            if why is not None:
+                del kept[spec.content_hash()]
+                self._note(f"{why}: running again the results in {self.out_dir} made from "
+                           "the earlier content")
+        return kept
+
+    def _note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
+            note = getattr(self.hooks, "note", None)
+            if note is not None:
+                note(message)
 
     def _saves(self, stage: str) -> bool:
         return self.save_adapters and stage == "final"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.inputs import InputRecord, record_inputs
 from peftbench.engine.record import ResultRecord, ResultView, train_config_of
 from peftbench.engine.results import atomic_write_json, result_filename
 from peftbench.engine.spec import ExperimentSpec
@@ -64,7 +65,16 @@ def failure_result(spec: ExperimentSpec, status: str, error: str, seconds: float
         spec=spec, status=status, error=error,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), total_time=seconds,
         train_config=train_config_of(spec), meta_info={"package_info": package_versions()},
+        inputs=_inputs(spec),
     ).to_json()
+
+
+def _inputs(spec: ExperimentSpec) -> list[InputRecord]:
+    """The spec's inputs by content, as they are now ([] when a file cannot be read)."""
+    try:
+        return record_inputs(spec)
+    except OSError:
+        return []
 
 
 def record_failure(spec: ExperimentSpec, target: Path, status: str, error: str,
