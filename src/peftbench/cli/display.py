@@ -441,22 +441,22 @@ def census_progress(console: Console, what: str,
 
 
 def print_census_report(console: Console, report: dict[str, Any], top: int = 12) -> None:
-    """Per input (cards, code): the ``top`` techniques, exactly-one and any-mention counts."""
+    """Per input (cards, code): the ``top`` techniques, exactly-one and any-mention counts (a
+    Rich table on a terminal, Markdown otherwise)."""
     for kind in ("cards", "code"):
         if kind not in report:
             continue
         summary = report[kind]
-        table = Table(title=f"PEFT techniques in {summary['scanned']:,} {summary['unit']}: "
-                      f"{summary['exactly_one_total']:,} name exactly one, "
-                      f"{summary['with_any']:,} mention any")
-        for header in ("technique", "exactly one", "share", "any mention", "share"):
-            table.add_column(header, justify="left" if header == "technique" else "right")
+        grid = Grid(["technique", "exactly one", "share", "any mention", "share"],
+                    title=f"PEFT techniques in {summary['scanned']:,} {summary['unit']}: "
+                    f"{summary['exactly_one_total']:,} name exactly one, "
+                    f"{summary['with_any']:,} mention any", right={1, 2, 3, 4})
         one = {row["technique"]: row for row in summary["exactly_one"]}
         for row in summary["any_mention"][:top]:
             single = one.get(row["technique"], {"count": 0, "share": 0.0})
-            table.add_row(row["name"], f"{single['count']:,}", f"{single['share']:.1%}",
-                          f"{row['count']:,}", f"{row['share']:.1%}")
-        console.print(table)
+            grid.rows.append([row["name"], f"{single['count']:,}", f"{single['share']:.1%}",
+                              f"{row['count']:,}", f"{row['share']:.1%}"])
+        print_grid(grid, console)
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,8 +466,8 @@ def print_census_report(console: Console, report: dict[str, Any], top: int = 12)
 def print_export_report(report: ExportReport, console: Console) -> None:
     """The verification as Rich tables: scores and sizes, then errors by layer type."""
     table = Table(title=f"export of {report.method} ({report.mode})", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
+    table.add_column("", style="bold", overflow="fold")
+    table.add_column("", overflow="fold")  # paths fold rather than being cut
     for label, value in _summary_rows(report):
         table.add_row(label, value)
     console.print(table)
@@ -519,7 +519,8 @@ def _layer_table(report: ExportReport) -> object:
         groups.setdefault(layer["name"].rpartition(".")[2], []).append(layer)
     table = Table(title="relative reconstruction error ||ΔW − B·A||_F / ||ΔW||_F")
     for column in ("layer", "count", "rank", "mean error", "max error", "SVD bound (mean)"):
-        table.add_column(column, justify="left" if column == "layer" else "right")
+        table.add_column(column, justify="left" if column == "layer" else "right",
+                         overflow="fold")
     for leaf, layers in sorted(groups.items()):
         errors = [la["relative_error"] for la in layers]
         table.add_row(leaf, str(len(layers)), _span([la["rank"] for la in layers]),
