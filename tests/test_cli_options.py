@@ -151,7 +151,12 @@ def test_a_missing_argument_is_named(args, capsys, work, inputs):
         (["census", "--code", "{inputs}/result.json"], ["'--code'", "is a file"]),
         (["export", "{inputs}", "--out", "x", "--merge"], ["'RESULT'", "is a directory"]),
         (["report", "{inputs}/results", "--out", "{inputs}/result.json"],
-         ["--out", "not a folder"]),
+         ["'--out'", "is a file"]),
+        (["run", "--out", "{inputs}/result.json"], ["'--out'", "is a file"]),
+        (["tournament", "--out", "{inputs}/result.json"], ["'--out'", "is a file"]),
+        (["export", "{inputs}/result.json", "--out", "{inputs}/result.json", "--merge"],
+         ["'--out'", "is a file"]),
+        (["census", "--out", "{inputs}"], ["'--out'", "is a directory"]),
     ],
 )
 def test_a_path_of_the_wrong_kind_is_named(args, needles, capsys, work, inputs):

@@ -38,12 +38,30 @@ def _rank(value: str | None) -> str | None:
     return value
 
 
+def _existing(value: str | None) -> str | None:
+    """``--data``: a file or folder that exists."""
+    if value is not None and not Path(value).expanduser().exists():
+        raise typer.BadParameter(f"{value}: no such file or folder")
+    return value
+
+
+def _input_pairs(values: list[str] | None) -> list[str] | None:
+    """``--input ROLE=PATH``: a role and a path that exists."""
+    for item in values or []:
+        role, sep, path = item.partition("=")
+        if not sep or not role.strip() or not path.strip():
+            raise typer.BadParameter(f"'{item}' is not of the form ROLE=PATH (e.g. "
+                                     "model=models/base or test=held-out.jsonl)")
+        _existing(path)
+    return values
+
+
 def export(
     result: Annotated[Path, typer.Argument(
         metavar="RESULT", exists=True, dir_okay=False,
         help="the result JSON of a finished run")],
     out: Annotated[Path, typer.Option(
-        help="folder to write (must not exist unless --overwrite)")],
+        file_okay=False, help="folder to write (must not exist unless --overwrite)")],
     to_lora: Annotated[bool, typer.Option(
         "--to-lora", help="write a plain LoRA adapter (PEFT layout; its files checked "
                           "against vLLM's loader rules, a static check)")] = False,
@@ -59,6 +77,15 @@ def export(
              "below this (not checked when the score before is 0)  \\[default: no "
              "check]")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
+    data: Annotated[str | None, typer.Option(
+        metavar="PATH", callback=_existing, show_default="the path the run recorded",
+        help="where the run's data file (or folder) is now, when it moved (checked against "
+             "the recorded content)")] = None,
+    input_: Annotated[list[str] | None, typer.Option(
+        "--input", metavar="ROLE=PATH", callback=_input_pairs,
+        show_default="the paths the run recorded",
+        help="where another of the run's inputs is now: model=FOLDER, test=FILE, "
+             "validation=FILE… (repeatable; checked against the recorded content)")] = None,
     progress: ShowProgress = True,
 ) -> None:
     """Export a run's adapter as a plain LoRA (or a merged model), and check it still scores.
@@ -74,12 +101,15 @@ def export(
         raise UserError("--to-lora needs --rank: an integer (16) or a fraction in (0, 1] (0.9)")
     if merge and rank is not None:
         raise UserError("--rank applies to --to-lora only; --merge writes the whole model")
+    moved = {role.strip(): path for role, _, path in (i.partition("=") for i in input_ or [])}
+    if data is not None:
+        moved["data"] = data
     if to_lora:
         report = ex.export_lora(result, out, ex.parse_rank(rank), min_score_ratio=min_score_ratio,
-                                overwrite=overwrite, progress=progress)
+                                overwrite=overwrite, progress=progress, inputs=moved)
     else:
         report = ex.export_merged(result, out, min_score_ratio=min_score_ratio,
-                                  overwrite=overwrite, progress=progress)
+                                  overwrite=overwrite, progress=progress, inputs=moved)
     print_export_report(report, Console())  # the report is the result: stdout
     if not report.ok:
         raise typer.Exit(1)

@@ -340,7 +340,8 @@ GeneralText = Annotated[Path | None, typer.Option(
                       "forgetting probe  \\[default: WikiText-2 from the hub; offline, "
                       "forgetting is not measured]")]
 #: where result files go (run, tournament)
-ResultsFolder = Annotated[Path, typer.Option("--out", help="folder for the result files")]
+ResultsFolder = Annotated[Path, typer.Option(
+    "--out", file_okay=False, help="folder for the result files (created when missing)")]
 #: progress bars on or off (run, tournament, export)
 ShowProgress = Annotated[bool, typer.Option(help="show progress bars (on stderr)")]
 #: the result files and folders read (recommend, report, app)

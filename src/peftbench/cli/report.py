@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 def report(
     dirs: ResultDirs,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", show_default=False,
+        "--out", "-o", file_okay=False, show_default=False,
         help="output folder  \\[default: INPUT-report beside the first input]")] = None,
     x: Annotated[str, typer.Option(
         callback=check_metric, help="x metric of the Pareto plot (:min/:max)")]
