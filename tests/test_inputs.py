@@ -216,3 +216,48 @@ def test_locate_inputs_finds_moved_files_by_content(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"--input model: the run read no such input "
                                         r"\(its inputs: data\)"):
         inputs.locate_inputs(spec, recorded, "r.json", {"model": "x"})
+
+
+def export_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`peftbench export ARGS` in this process: exit code, stdout, stderr."""
+    from peftbench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["peftbench", "export", *args, "--no-progress"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exc.value.code or 0, captured.out, captured.err
+
+
+def test_a_result_exports_from_another_folder_and_names_a_moved_input(tmp_path, monkeypatch,
+                                                                      capsys):
+    from peftbench.engine.experiment import run_experiment
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    write_qa(project / "qa.jsonl", 12)
+    spec = ExperimentSpec(model="tiny-llama", task="jsonl:qa.jsonl", method="lora",
+                          train=TrainParams(**{**TINY_TRAIN, "max_steps": 2}))
+    result = run_experiment(spec, "runs", progress=False).path.resolve()
+    assert ResultView(read_result(result)).inputs[0].path == str(project / "qa.jsonl")
+    monkeypatch.chdir(elsewhere)  # the spec says qa.jsonl: not here, but recorded absolutely
+    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+                                "--out", "lora")
+    assert code == 0, err
+    assert (elsewhere / "lora" / "adapter_model.safetensors").is_file()
+    # the data moved: one line naming it and the option that points at it, nothing written
+    (project / "qa.jsonl").rename(elsewhere / "qa-moved.jsonl")
+    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+                                "--out", "again")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "the run's data qa.jsonl is missing" in lines[0] and "--data PATH" in lines[0]
+    assert not (elsewhere / "again").exists()
+    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+                                "--out", "again", "--data", "qa-moved.jsonl")
+    assert code == 0, err
+    report = json.loads((elsewhere / "again" / "export_report.json").read_text())
+    assert report["score_before"] == report["score_recorded"]  # the same test items

@@ -105,33 +105,38 @@ class ExportReport:
 
 def export_lora(result_path: str | os.PathLike[str], out: str | os.PathLike[str],
                 rank: Rank, *, min_score_ratio: float | None = None, overwrite: bool = False,
-                progress: bool = True) -> ExportReport:
+                progress: bool = True, inputs: dict[str, str] | None = None) -> ExportReport:
     """Export a run's adapter as a plain LoRA at ``rank`` into ``out``, verified (see package doc).
 
     User mistakes raise `UserError` before anything is written. When the score ratio falls
     below ``min_score_ratio`` the report is written with status ``rejected`` and ``out`` holds
-    only the report (no weights a server could pick up by mistake).
+    only the report (no weights a server could pick up by mistake). ``inputs`` points at the
+    run's files where they moved (role -> path, e.g. ``{"data": "qa.jsonl"}``).
     """
     rank = parse_rank(rank)
-    return _export(result_path, Path(out), "lora", rank, min_score_ratio, overwrite, progress)
+    return _export(result_path, Path(out), "lora", rank, min_score_ratio, overwrite, progress,
+                   inputs)
 
 
 def export_merged(result_path: str | os.PathLike[str], out: str | os.PathLike[str], *,
                   min_score_ratio: float | None = None, overwrite: bool = False,
-                  progress: bool = True) -> ExportReport:
+                  progress: bool = True, inputs: dict[str, str] | None = None) -> ExportReport:
     """Export the base model with the run's adapter merged in (safetensors, tokenizer
-    included) into ``out``, verified by scoring the reloaded folder."""
-    return _export(result_path, Path(out), "merged", None, min_score_ratio, overwrite, progress)
+    included) into ``out``, verified by scoring the reloaded folder (``inputs``: as for
+    `export_lora`)."""
+    return _export(result_path, Path(out), "merged", None, min_score_ratio, overwrite, progress,
+                   inputs)
 
 
 def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Rank | None,
-            min_score_ratio: float | None, overwrite: bool, progress: bool) -> ExportReport:
+            min_score_ratio: float | None, overwrite: bool, progress: bool,
+            inputs: dict[str, str] | None = None) -> ExportReport:
     started = time.perf_counter()
     if min_score_ratio is not None and not (math.isfinite(min_score_ratio)
                                             and min_score_ratio >= 0):
         raise UserError(f"--min-score-ratio {min_score_ratio}: must be a number >= 0")
     check_out(out, overwrite)
-    source = open_run(result_path)
+    source = open_run(result_path, inputs)
     check_exportable(source.spec.method, mode)
     with make_progress(progress) as bar:
         session = load_session(source, bar)

@@ -14,6 +14,7 @@ from torch import nn
 
 from peftbench.engine import prepared
 from peftbench.engine.batching import collate
+from peftbench.engine.inputs import legacy_inputs, locate_inputs
 from peftbench.engine.prepared import Prepared
 from peftbench.engine.record import ResultView
 from peftbench.engine.results import STATUS_SUCCESS, read_result
@@ -37,10 +38,19 @@ class SourceRun:
     result: dict[str, Any]
     spec: ExperimentSpec
     adapter_dir: Path
+    located: ExperimentSpec | None = None  # the spec with its inputs where they are now
+
+    @property
+    def runnable(self) -> ExperimentSpec:
+        """The spec to re-create the run from: its inputs found again, the forgetting probe
+        off (an export does not measure it)."""
+        return self.located or _without_forgetting(self.spec)
 
 
-def open_run(path: str | os.PathLike[str]) -> SourceRun:
-    """Read a result file; the run must have succeeded and its adapter folder must exist."""
+def open_run(path: str | os.PathLike[str], inputs: dict[str, str] | None = None) -> SourceRun:
+    """Read a result file; the run must have succeeded and its adapter folder must exist.
+    The files the run read are found again by content, from anywhere: the recorded absolute
+    path, or ``inputs`` (role -> path, e.g. ``{"data": "moved/qa.jsonl"}``) for moved ones."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such result file")
@@ -54,7 +64,15 @@ def open_run(path: str | os.PathLike[str]) -> SourceRun:
         raise UserError(f"{path}: not a peftbench result (no run_info.peftbench.spec), so its "
                         "task and model cannot be re-created")
     adapter_dir = _adapter_dir(path, view.adapter_path)
-    return SourceRun(path, result, parse_spec(view.spec_data), adapter_dir)
+    spec = parse_spec(view.spec_data)
+    recorded = view.inputs if view.inputs is not None else legacy_inputs(spec, view.dataset_info)
+    located = locate_inputs(_without_forgetting(spec), recorded, str(path), inputs)
+    return SourceRun(path, result, spec, adapter_dir, located)
+
+
+def _without_forgetting(spec: ExperimentSpec) -> ExperimentSpec:
+    return spec.model_copy(update={"train": spec.train.model_copy(
+        update={"forgetting_samples": 0})})
 
 
 def _adapter_dir(result_path: Path, recorded: str | None) -> Path:
@@ -106,8 +124,7 @@ class Session:
 
 def load_session(source: SourceRun, bar: Any) -> Session:
     """Re-create task and base model from the spec, snapshot the base, load the adapter."""
-    train = source.spec.train.model_copy(update={"forgetting_samples": 0})
-    prep = prepared.prepare(source.spec.model_copy(update={"train": train}))
+    prep = prepared.prepare(source.runnable)
     base_model = prep.loaded.model
     base = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
     model = prep.method.load(base_model, prep.loaded.kind, source.adapter_dir)
