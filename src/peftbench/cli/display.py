@@ -241,6 +241,7 @@ def results_table(outcome: Any) -> Grid:
                 f"peak memory = the training phase's (weights + trainable state + "
                 f"activations){base_note}",
                 right=set(range(2, len(headers))))
+    grid.caption = "".join(f"Note: {line}. " for line in verdict["caveats"]) + grid.caption
     for method, tech in sorted(outcome.techniques.items(),
                                key=lambda kv: _sort_key(aggs.get(kv[0]))):
         agg = aggs.get(method)
@@ -256,9 +257,11 @@ def results_table(outcome: Any) -> Grid:
 
 def tournament_verdict(outcome: Any) -> dict[str, Any]:
     """What the results table shows, as data: each technique's aggregate over its final runs,
-    its frontier status ("frontier", "within noise", "dominated"), whom it beats significantly,
-    the number of test items and the base model's test score (None when not measured)."""
+    its frontier status ("frontier", "within noise", "dominated"; none when every technique
+    scored the same), whom it beats significantly, the number of test items, the base model's
+    test score (None when not measured) and what the scores cannot tell (caveats)."""
     from peftbench.analysis import aggregate, frontier_status, parse_metric_spec
+    from peftbench.analysis.caveats import all_tied, score_caveats
     from peftbench.analysis.pareto import score_comparisons
     from peftbench.engine.results import summarize
 
@@ -267,8 +270,8 @@ def tournament_verdict(outcome: Any) -> dict[str, Any]:
     aggs = {a.technique: a for a in aggregate(runs, level="technique")}
     specs = [parse_metric_spec("peak_memory"), parse_metric_spec("test_score")]
     ordered = [aggs[m] for m in outcome.techniques if m in aggs and aggs[m].n]
-    status = dict(zip([a.technique for a in ordered], frontier_status(ordered, specs),
-                      strict=True))
+    status = {} if all_tied(ordered) else dict(zip(
+        [a.technique for a in ordered], frontier_status(ordered, specs), strict=True))
     comparisons = score_comparisons(ordered)
     beats = {a.technique: [ordered[j].technique for j in range(len(ordered))
                            if (i, j) in comparisons and comparisons[(i, j)].significant
@@ -278,7 +281,7 @@ def tournament_verdict(outcome: Any) -> dict[str, Any]:
             for r in t.finals if r.train_info.get("base_test_score") is not None]
     items = next((len(a.test_items[0]) for a in ordered if a.test_items), 0)
     return {"aggregates": aggs, "status": status, "beats": beats, "items": items,
-            "base_test_score": base[0] if base else None}
+            "base_test_score": base[0] if base else None, "caveats": score_caveats(ordered)}
 
 
 def _failure(tech: Any) -> str:

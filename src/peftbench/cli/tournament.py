@@ -223,7 +223,8 @@ def results_json(outcome: Any, out: Path) -> dict[str, Any]:
         }
     return {"folder": str(out), "results_md": str(out / "results.md"),
             "test_items": verdict["items"], "base_test_score": verdict["base_test_score"],
-            "failed_runs": len(outcome.failed()), "techniques": techniques}
+            "failed_runs": len(outcome.failed()), "techniques": techniques,
+            "caveats": verdict["caveats"], "notes": list(getattr(outcome, "notes", []))}
 
 
 def _config(model: str, task: str, methods: str, steps: int, lr_grid: str, lr_points: int,
