@@ -35,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="rich",  # help texts use Rich markup: \[default: …], [bold]examples[/]
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Which parameter-efficient fine-tuning technique is best for YOUR model, data and "
     "hardware? A fair, fully measured tournament.",
