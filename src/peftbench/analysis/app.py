@@ -21,6 +21,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from peftbench import analysis as an
+from peftbench.analysis.answers import failures_markdown
+from peftbench.analysis.caveats import score_caveats
 from peftbench.analysis.figures import pareto_figure
 from peftbench.engine.results import RunSummary
 from peftbench.errors import UserError
@@ -86,6 +88,7 @@ class Dashboard:
             lines.append(f"**Within noise of the frontier**: {', '.join(near)}")
         if dropped:
             lines.append(f"Filtered out: {len(dropped)} of {len(points) + len(dropped)}")
+        lines += [f"**Note:** {line}" for line in score_caveats(self.techniques(group))]
         lines.append(self.failed_markdown(group))
         return fig, table, "\n\n".join(line for line in lines if line)
 
@@ -100,6 +103,17 @@ class Dashboard:
         if unreadable:
             parts.append("**Unreadable files**\n\n" + "\n".join(unreadable))
         return "\n\n".join(parts)
+
+    def techniques(self, group: str) -> list[an.Aggregate]:
+        """Each technique's best configuration in a group (chosen on validation)."""
+        return [a for a in an.aggregate(self.runs(group), "technique") if a.runs]
+
+    def wrong_answers(self, group: str) -> str:
+        """A few wrong test answers per technique of a group, as Markdown: prompt, reference,
+        the model's output and what was extracted from it."""
+        table = failures_markdown(self.techniques(group))
+        return table or "_No saved answers in these results (runs of peftbench before answers " \
+                        "were saved, or results of the PEFT suite)._"
 
     def recommendation(self, group: str, optimize: str, max_memory: str,
                        must: Sequence[str], text: str = "") -> str:
@@ -186,6 +200,8 @@ def build_app(results: an.ResultSet):
             plot = gr.Plot(label="Pareto plot", elem_id="pareto-plot")
             status = gr.Markdown(elem_id="status")
             table = gr.Dataframe(label="table", elem_id="summary-table", interactive=False)
+        with gr.Tab("Wrong answers"):
+            answers = gr.Markdown(elem_id="wrong-answers")
         with gr.Tab("Recommend"):
             with gr.Row():
                 optimize = gr.Dropdown(metrics, value="test_score", label="optimize")
@@ -211,6 +227,13 @@ def build_app(results: an.ResultSet):
             choices = board.run_choices(g)
             return gr.update(choices=choices, value=None), gr.update(choices=choices, value=None)
         group.change(pickers, [group], [run_a, run_b])
+        def shown(g: str) -> str:
+            try:
+                return board.wrong_answers(g)
+            except UserError as exc:
+                return f"⚠ {exc}"
+        group.change(shown, [group], [answers])
+        demo.load(shown, [group], [answers])
 
         def advise(g, opt, mem, must_have, filt):
             try:

@@ -8,7 +8,7 @@ and every technique ruled out is listed with the reasons (`Recommendation.explai
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peftbench.analysis.aggregation import (
     Aggregate,
@@ -16,6 +16,7 @@ from peftbench.analysis.aggregation import (
     choose_best_config,
     reported_candidates,
 )
+from peftbench.analysis.caveats import all_tied, score_caveats
 from peftbench.analysis.filters import (
     Clause,
     apply_filter,
@@ -45,11 +46,15 @@ class Recommendation:
     excluded: list[tuple[Aggregate, list[str]]]
     task: str = ""
     model: str = ""
+    #: what the test scores cannot tell (a tiny test split, every technique scoring the same)
+    caveats: list[str] = field(default_factory=list)
+    #: every remaining technique has the same test score: there is no best
+    tied: bool = False
 
     @property
     def best(self) -> Aggregate | None:
-        """The winner, or None when nothing satisfies the constraints."""
-        return self.ranked[0] if self.ranked else None
+        """The winner, or None when nothing satisfies the constraints or all tie."""
+        return self.ranked[0] if self.ranked and not self.tied else None
 
     def runners_up(self, count: int = 3) -> list[Aggregate]:
         """The next ``count`` techniques after the winner."""
@@ -85,14 +90,18 @@ class Recommendation:
         cons = "; ".join(self.constraints) or "none"
         lines = [f"Recommendation{where} — optimize {metric.name} {self.optimize.arrow()}, "
                  f"constraints: {cons}"]
-        if self.best is None:
+        if not self.ranked:
             lines.append("No technique satisfies the constraints.")
+        elif self.best is None:
+            lines.append(f"No best: every technique has the same {metric.name}.")
+            lines += [f"  tied: {describe(agg, metric)}" for agg in self.ranked]
         else:
             lines.append(f"Best: {describe(self.best, metric)}")
             lines += self._margin_lines()
             for agg in self.runners_up(runners_up):
                 noise = " (within noise of the best)" if self.within_noise_of_best(agg) else ""
                 lines.append(f"  runner-up: {describe(agg, metric)}{noise}")
+        lines += [f"  note: {line}" for line in self.caveats]
         for agg, reasons in self.excluded:
             lines.append(f"  ruled out {agg.technique}: {'; '.join(reasons)}")
         return lines
@@ -159,7 +168,10 @@ def recommend(runs: Sequence[RunSummary], optimize: str = "test_score",
     winners = {a.technique for a in ranked}
     excluded = _exclusions(dropped, winners)
     first = runs[0]
-    return Recommendation(spec, described, ranked, excluded, first.task, first.model)
+    on_test = spec.name == "test_score"
+    return Recommendation(spec, described, ranked, excluded, first.task, first.model,
+                          score_caveats(ranked) if on_test else [],
+                          on_test and all_tied(ranked))
 
 
 def _require_single_group(runs: Sequence[RunSummary]) -> None:

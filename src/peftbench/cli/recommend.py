@@ -76,7 +76,7 @@ def recommend(
     """The best technique under constraints, the runners-up, and what ruled out the rest.
 
     One recommendation per (task, base model) in the results; unreadable files are listed on
-    stderr."""
+    stderr. Exits 1 when no technique satisfies the constraints."""
     from peftbench import analysis as an
 
     results = an.load_results(dirs)
@@ -99,6 +99,8 @@ def recommend(
             typer.echo("")
     for path, why in results.problems:
         err_console.print(f"unreadable: {path}: {why}", highlight=False, soft_wrap=True)
+    if any(not rec.ranked for rec, _ in answers):  # no technique satisfies the constraints
+        raise typer.Exit(1)
 
 
 def recommendation_json(rec: Any, failed: list[Any], runners_up: int) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def recommendation_json(rec: Any, failed: list[Any], runners_up: int) -> dict[st
     return {"task": rec.task, "model": rec.model, "optimize": rec.optimize.metric.name,
             "maximize": rec.optimize.maximize, "constraints": rec.constraints,
             "best": entry(rec.best) if rec.best is not None else None,
+            "tied": rec.tied, "caveats": rec.caveats,
             "runners_up": [entry(a) for a in rec.runners_up(runners_up)],
             "ruled_out": [{"technique": a.technique, "reasons": reasons}
                           for a, reasons in rec.excluded],
