@@ -1,14 +1,17 @@
 """`peftbench report`: a self-contained HTML report, PNG charts and a Markdown table.
 
-One section per (task, base model) group: the Pareto plot of the chosen metric pair (with
-confidence intervals and the frontier), per-technique bars with error bars, training curves,
-the table, and the runs that failed. The HTML embeds plotly.js, so it opens offline.
+One section per (task, base model) group: what the test scores cannot tell (a tiny test split,
+every technique scoring the same), the Pareto plot of the chosen metric pair (with confidence
+intervals and the frontier), per-technique bars with error bars, training curves, the table, a
+few wrong answers per technique (from the answers saved beside each result) and the runs that
+failed. The HTML embeds plotly.js, so it opens offline.
 
 The figures themselves (plotly and PNG) are in `peftbench.analysis.figures`.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftbench import analysis as an
+from peftbench.analysis.answers import failure_rows
+from peftbench.analysis.caveats import score_caveats
 from peftbench.analysis.figures import (
     axis_title,
     bars_figure,
@@ -51,6 +56,16 @@ class Section:
     def slug(self) -> str:
         """A file-name-safe name of the group."""
         return re.sub(r"[^A-Za-z0-9]+", "-", f"{self.task}-{self.model}").strip("-").lower()
+
+    @functools.cached_property
+    def caveats(self) -> list[str]:
+        """What the techniques' test scores cannot tell (see `score_caveats`)."""
+        return score_caveats(self.techniques)
+
+    @functools.cached_property
+    def wrong_answers(self) -> list[dict]:
+        """A few wrong test answers per technique (its best configuration's first run)."""
+        return failure_rows(self.techniques)
 
     def frontier(self) -> list[an.Aggregate]:
         """Configurations exactly on the frontier, along the x metric."""
@@ -95,12 +110,16 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 
 def section_markdown(section: Section) -> str:
-    """The Markdown of one group: frontier, table, failed runs."""
+    """The Markdown of one group: caveats, frontier, table, wrong answers, failed runs."""
     sx, sy = section.specs
     front = ", ".join(a.label for a in section.frontier()) or "none"
     parts = [f"## {section.title}\n",
+             *[f"**Note:** {line}\n" for line in section.caveats],
              f"Pareto frontier of {axis_title(sy)} vs {axis_title(sx)}: {front}\n",
              markdown_table(an.summary_rows(section.configs, section.specs))]
+    if section.wrong_answers:
+        parts.append("### Wrong answers (a few per technique)\n")
+        parts.append(markdown_table(section.wrong_answers))
     if section.failed:
         parts.append("### Failed runs\n")
         parts.append(markdown_table([_failed_row(r) for r in section.failed]))
@@ -173,14 +192,19 @@ def _section_html(section: Section, divs: Sequence[str]) -> str:
     sx, sy = section.specs
     front = ", ".join(html.escape(a.label) for a in section.frontier()) or "none"
     rows = an.summary_rows(section.configs, section.specs)
-    failed = ""
+    failed = wrong = ""
     if section.failed:
         failed = "<h3>Failed runs</h3>" + _html_table([_failed_row(r) for r in section.failed])
-    return (f"<section><h2>{html.escape(section.title)}</h2>"
+    if section.wrong_answers:
+        wrong = ("<h3>Wrong answers (a few per technique)</h3>"
+                 + _html_table(section.wrong_answers))
+    notes = "".join(f"<p class='caveat'><b>Note:</b> {html.escape(line)}</p>"
+                    for line in section.caveats)
+    return (f"<section><h2>{html.escape(section.title)}</h2>{notes}"
             f"<p class='front'><b>Pareto frontier</b> of {html.escape(axis_title(sy))} vs "
             f"{html.escape(axis_title(sx))}: {front}</p>"
             f"{divs[0]}<h3>Per technique</h3>{divs[1]}<h3>Training curves</h3>{divs[2]}"
-            f"<h3>Table</h3>{_html_table(rows)}{failed}</section>")
+            f"<h3>Table</h3>{_html_table(rows)}{wrong}{failed}</section>")
 
 
 def _html_table(rows: Sequence[dict]) -> str:
@@ -211,7 +235,8 @@ def _page(body: str) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
              "table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
-             "th{background:#f3f3f3}section{margin-bottom:3em}")
+             "th{background:#f3f3f3}section{margin-bottom:3em}"
+             ".caveat{background:#fff4d6;padding:6px 10px;border-left:4px solid #e0a800}")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>peftbench report</title>"
             f"<style>{style}</style></head><body><h1>peftbench report</h1>{body}</body></html>")
 

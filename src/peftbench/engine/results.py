@@ -48,6 +48,8 @@ EXTRA_TRAIN_INFO = {
     "memory_method": "how the training phase's memory was measured",
     "test_items": "per test item: 1 right, 0 wrong, in the test split's order",
     "base_test_items": "the same for the base model (when measured)",
+    "test_answers": "name of the file beside the result (NAME.answers.jsonl) holding each test "
+                    "item's prompt, reference, model output, extracted answer and verdict",
     "base_probes": "'measured' by this run, or 'reused' from an earlier run in the same folder "
                    "with identical inputs (model, task, data, evaluation settings, seed)",
     "test_items_fingerprint": "hash of the test items; runs are paired item by item only "
@@ -156,6 +158,8 @@ class RunSummary:
     cpu_peak_rss: float | None = None
     train_rss_increase: float | None = None
     memory_breakdown: dict[str, float] = field(default_factory=dict)
+    #: the file beside the result holding each test item's answer (None when none was saved)
+    answers_path: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -244,6 +248,8 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
                                                      "memory_trainable_state",
                                                      "memory_activations")
                           if isinstance(train_info.get(k), int | float)},
+        answers_path=str(Path(path).with_name(view.answers_file))
+        if path and view.answers_file else None,
     )
 
 
