@@ -156,8 +156,13 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> in
     """Bytes of trainable parameters + their gradients + the optimizer's state tensors.
 
     Gradients are counted at the size of their parameters: they exist at every step's peak even
-    when they are freed between steps.
+    when they are freed between steps. An optimizer that holds state outside ``optimizer.state``
+    or never holds whole-model gradients (GaLore's projections, BAdam's block copies, updates
+    fused into the backward pass) reports its own bytes through ``trainable_state_bytes(model)``.
     """
+    own = getattr(optimizer, "trainable_state_bytes", None)
+    if callable(own):
+        return int(own(model))
     trainable = [p for p in model.parameters() if p.requires_grad]
     total = 2 * tensor_bytes(trainable)
     if optimizer is not None:
