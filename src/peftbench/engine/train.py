@@ -178,8 +178,9 @@ def _optimizer_step(
                 loss = model(**batch).loss
             (loss / params.grad_accum).backward()
         total_loss += loss.item() / params.grad_accum
-    if params.grad_norm_clip:
-        torch.nn.utils.clip_grad_norm_(trainable, params.grad_norm_clip)
+    if params.grad_norm_clip:  # what is trainable now: BAdam switches blocks while training
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                       params.grad_norm_clip)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
