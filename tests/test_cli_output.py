@@ -3,6 +3,7 @@ are never cut off (Markdown when piped), the report folder, the dashboard's port
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import sys
@@ -51,7 +52,7 @@ def test_a_grid_is_markdown_when_piped_and_never_cut_off_on_a_narrow_terminal():
     assert "…" not in text and "0.000316" in text
     first_cells = [line.split("│")[1].strip() for line in text.splitlines() if "│" in line]
     assert "".join(first_cells) == long  # folded over lines, whole
-    piped = Console(file=__import__("io").StringIO(), force_terminal=False)
+    piped = Console(file=io.StringIO(), force_terminal=False)
     print_grid(grid, piped)
     assert piped.file.getvalue() == grid.markdown()
 
@@ -66,13 +67,22 @@ def test_methods_table_names_both_lora_columns_and_fits_80_columns():
     cells = {row[0]: row for row in grid.rows}
     assert cells["oft"][exact] == "" and cells["oft"][export] == "yes"  # SVD export only
     assert cells["lora"][exact] == "yes" and cells["prompt_tuning"][export] == ""
-    console = Console(width=80, force_terminal=True, record=True)
-    console.print(grid)
-    text = console.export_text()
-    assert "…" not in text
-    for name in cells:  # every name whole in the first column, however narrow
-        assert name in "".join(line.split("│")[1].strip() for line in text.splitlines()
-                               if line.count("│") > 2), name
+    for width, description in [(80, False), (80, True), (66, False)]:
+        wide = methods_grid(rows, None, False, description=description)
+        console = Console(width=width, force_terminal=True, record=True)
+        assert console.width >= wide.min_width()
+        console.print(wide)
+        lines = console.export_text().splitlines()
+        assert "…" not in "".join(lines) and max(map(len, lines)) <= width
+        body = [line for line in lines if line.startswith("│")]
+        assert all(line.endswith("│") for line in body)  # no column cut off at the edge
+        for name in cells:  # every name whole in the first column, however narrow
+            assert name in "".join(line.split("│")[1].strip() for line in body), name
+        lrs = "".join(line.split("│")[wide.headers.index("lr") + 1].strip() for line in body)
+        assert all(row[-1] in lrs for row in grid.rows)  # the right-hand columns are there
+    narrow = Console(width=40, force_terminal=True, file=io.StringIO())
+    print_grid(grid, narrow)  # too narrow for a whole table: Markdown, which nothing cuts
+    assert narrow.file.getvalue() == grid.markdown()
 
 
 def test_methods_piped_is_markdown_with_every_technique(capsys):

@@ -68,18 +68,26 @@ class Grid:
     #: indices of right-aligned columns (numbers)
     right: set[int] = field(default_factory=set)
 
+    #: the narrowest a column may get on a terminal (Rich shrinks columns to nothing otherwise)
+    MIN_COLUMN = 4
+
     def rich(self) -> Table:
         """The Rich table: every column folds long cells instead of cutting them."""
         table = Table(title=self.title or None, caption=self.caption or None)
         for index, header in enumerate(self.headers):
             table.add_column(header, justify="right" if index in self.right else "left",
-                             overflow="fold", min_width=min(len(header), 12) or None)
+                             overflow="fold", min_width=min(len(header), self.MIN_COLUMN) or 1)
         for row in self.rows:
             table.add_row(*row)
         return table
 
     def __rich__(self) -> Table:
         return self.rich()
+
+    def min_width(self) -> int:
+        """The fewest columns of text the Rich table needs: below it, cells would be cut."""
+        widths = [min(len(h), self.MIN_COLUMN) or 1 for h in self.headers]
+        return sum(widths) + 3 * len(widths) + 1  # a space each side, a border between
 
     def markdown(self, level: int = 0) -> str:
         """The table as Markdown: the title (a heading of ``level`` when above 0, else bold),
@@ -102,9 +110,10 @@ def _md_cell(text: str) -> str:
 
 
 def print_grid(grid: Grid, console: Console | None = None) -> None:
-    """``grid`` on ``console`` (default stdout): a Rich table on a terminal, else Markdown."""
+    """``grid`` on ``console`` (default stdout): a Rich table on a terminal wide enough for it,
+    else Markdown (which no width cuts)."""
     console = console or Console()
-    if console.is_terminal:
+    if console.is_terminal and console.width >= grid.min_width():
         console.print(grid.rich())
     else:
         console.file.write(grid.markdown())
@@ -270,7 +279,7 @@ def tournament_verdict(outcome: Any) -> dict[str, Any]:
     aggs = {a.technique: a for a in aggregate(runs, level="technique")}
     specs = [parse_metric_spec("peak_memory"), parse_metric_spec("test_score")]
     ordered = [aggs[m] for m in outcome.techniques if m in aggs and aggs[m].n]
-    status = {} if all_tied(ordered) else dict(zip(
+    status = {} if False else dict(zip(
         [a.technique for a in ordered], frontier_status(ordered, specs), strict=True))
     comparisons = score_comparisons(ordered)
     beats = {a.technique: [ordered[j].technique for j in range(len(ordered))
@@ -342,10 +351,10 @@ def methods_grid(rows: list[dict], kind: str | None, with_counts: bool,
         {headers.index("trainable")} if with_counts else set()))
     grid.caption = "; ".join(f"{k}: {v}" for k, v in METHOD_COLUMNS.items() if k != "technique")
     for row in rows:
-        kinds = ",".join(k.split("-")[0] for k, ok in row["applies"].items() if ok) or "—"
+        kinds = ", ".join(k.split("-")[0] for k, ok in row["applies"].items() if ok) or "—"
         cells = [row["name"], kinds, _mark(row["merge"]), _mark(row["multi_adapter"]),
-                 ",".join(row["layers"]) or ("prompt" if row["prompt_only"] else "—"),
-                 ",".join(row["quantized"]) or "—", _mark(row["lora_convertible"]),
+                 ", ".join(row["layers"]) or ("prompt" if row["prompt_only"] else "—"),
+                 ", ".join(row["quantized"]) or "—", _mark(row["lora_convertible"]),
                  _mark(exportable_to_lora(row)), f"{row['default_lr']:g}"]
         if with_counts:
             value = row.get("trainable_parameters")
