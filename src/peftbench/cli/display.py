@@ -279,7 +279,7 @@ def tournament_verdict(outcome: Any) -> dict[str, Any]:
     aggs = {a.technique: a for a in aggregate(runs, level="technique")}
     specs = [parse_metric_spec("peak_memory"), parse_metric_spec("test_score")]
     ordered = [aggs[m] for m in outcome.techniques if m in aggs and aggs[m].n]
-    status = {} if False else dict(zip(
+    status = {} if all_tied(ordered) else dict(zip(
         [a.technique for a in ordered], frontier_status(ordered, specs), strict=True))
     comparisons = score_comparisons(ordered)
     beats = {a.technique: [ordered[j].technique for j in range(len(ordered))
