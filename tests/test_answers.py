@@ -154,3 +154,15 @@ def test_recommend_exits_1_when_nothing_satisfies_the_constraints(zero_tournamen
     code, out, _ = recommend_cli(monkeypatch, capsys, str(zero_tournament.out_dir),
                                  "--max-memory", "1KB")
     assert code == 1 and "No technique satisfies the constraints." in out
+
+
+def test_answers_come_back_from_a_ray_node_beside_the_result(zero_tournament, tmp_path):
+    from peftbench.tournament.executors.ray import write_payload
+
+    final = zero_tournament.techniques["ia3"].finals[0]
+    text = answers_path(final.path).read_text()
+    payload = {"result": json.loads(final.path.read_text()), "seconds": 1.0,
+               "adapter_files": {}, "answers": text, "node": "node-1"}
+    record = write_payload(final.spec, payload, tmp_path)
+    assert record.path.parent == tmp_path and record.view.answers_file
+    assert answers_path(record.path).read_text() == text

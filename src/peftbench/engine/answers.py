@@ -53,12 +53,17 @@ def answers_path(result_path: str | os.PathLike[str]) -> Path:
 
 def write_answers(path: Path, answers: list[Answer]) -> Path:
     """Write ``answers`` as JSON Lines, atomically (readers see the old file or the new one)."""
+    return atomic_write_text(path, "".join(json.dumps(a.to_json(), ensure_ascii=False) + "\n"
+                                           for a in answers))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            for answer in answers:
-                fh.write(json.dumps(answer.to_json(), ensure_ascii=False) + "\n")
+            fh.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from peftbench.engine.answers import answers_path, atomic_write_text
 from peftbench.engine.record import ResultView
 from peftbench.engine.results import STATUS_FAILED, atomic_write_json
 from peftbench.engine.spec import ExperimentSpec
@@ -111,13 +112,15 @@ def run_remotely(spec_json: str, timeout: float | None, save_adapter: bool) -> d
             for file in Path(adapter).rglob("*"):
                 if file.is_file():
                     files[str(file.relative_to(adapter))] = file.read_bytes()
+        answers = answers_path(record.path)
         return {"result": record.result, "seconds": record.seconds, "adapter_files": files,
-                "node": os.uname().nodename}
+                "answers": answers.read_text() if record.view.answers_file and answers.is_file()
+                else None, "node": os.uname().nodename}
 
 
 def write_payload(spec: ExperimentSpec, payload: dict[str, Any], out_dir: Path) -> RunRecord:
-    """Write a Ray task's result (and adapter files) into ``out_dir``; its adapter path is
-    rewritten to where the files now are."""
+    """Write a Ray task's result (and its adapter files and test answers) into ``out_dir``;
+    its adapter path is rewritten to where the files now are."""
     target = result_path(spec, out_dir)
     result = payload["result"]
     files: dict[str, bytes] = payload.get("adapter_files") or {}
@@ -128,9 +131,11 @@ def write_payload(spec: ExperimentSpec, payload: dict[str, Any], out_dir: Path) 
             path = adapter_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        view.set_adapter_path(str(adapter_dir))
+        view.set_adapter_path(str(adapter_dir.resolve()))
     else:
         view.set_adapter_path(None)
+    if payload.get("answers") is not None:  # beside the result, before it
+        atomic_write_text(answers_path(target), payload["answers"])
     view.set_executed_on(payload.get("node"))
     atomic_write_json(target, result)
     return RunRecord.from_result(spec, target, result, payload.get("seconds", 0.0))
