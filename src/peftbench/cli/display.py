@@ -221,7 +221,8 @@ class TournamentDisplay:
 
     def note(self, message: str) -> None:
         """One line above the bars (on stderr), e.g. results run again after an edit."""
-        self.progress.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+        self.progress.console.print(f"note: {message}", markup=False, highlight=False,
+                                    soft_wrap=True)
 
     def _info(self) -> None:
         remaining = self.total - self.done
