@@ -123,8 +123,10 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
 
 def _save_answers(result_path: Path, m: Measurements) -> str | None:
     """Write the test answers beside the result (before it, so that a result never names a
-    missing file); their file's name, or None when test was not scored."""
+    missing file); their file's name, or None when test was not scored (an earlier run's
+    answers there are removed)."""
     if m.test_answers is None:
+        answers_path(result_path).unlink(missing_ok=True)  # an earlier run's, now replaced
         return None
     return write_answers(answers_path(result_path), m.test_answers).name
 

@@ -207,8 +207,7 @@ class Tournament:
             why = stale_reason(record.view.inputs, spec) if record is not None else None
             if why is not None:
                 del kept[spec.content_hash()]
-                self._note(f"{why}: running again the results in {self.out_dir} made from "
-                           "the earlier content")
+                self._note(f"{why}: running its results in {self.out_dir} again")
         return kept
 
     def _note(self, message: str) -> None:
