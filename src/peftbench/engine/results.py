@@ -4,7 +4,9 @@ A result keeps the layout of the PEFT library's method-comparison suite so that 
 results and ours load into one analysis:
 
 - ``run_info``: when, how long, experiment name, ``train_config``, ``peft_config``, ``error_msg``
-  (ours adds ``run_info.peftbench``: the full spec, its content hash, and the method/model/task);
+  (ours adds ``run_info.peftbench``: the full spec, its content hash, the method and rate, the
+  adapter's absolute path, and ``inputs``: the user's files the run read, by absolute path and
+  content hash, see `peftbench.engine.inputs`);
 - ``train_info``: memory, ``train_time``, ``file_size``, parameter counts, ``status`` and
   ``metrics`` (one entry per validation, the last one holding the final test metrics);
   ours adds the measurements the suite lacks (CPU memory, tokens/s, mergeability, inference
