@@ -29,7 +29,9 @@ def test_every_peft_technique_is_an_entry() -> None:
     in_peft = {str(getattr(t, "value", t)).lower() for t in PEFT_TYPE_TO_CONFIG_MAPPING}
     assert in_peft == set(peft_types())
     assert in_peft | {"rslora", "dora", "pissa", "olora", "lora_plus", "lora_fa", "qlora",
-                      "delta_lora", "full"} == set(method_names())
+                      "delta_lora", "full", "galore", "galore_layerwise", "galore_8bit",
+                      "apollo", "apollo_mini", "badam", "adam_mini", "lomo", "adalomo",
+                      "freeze"} == set(method_names())
 
 
 def test_shipped_snapshot_matches_the_installed_peft() -> None:

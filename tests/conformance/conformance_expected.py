@@ -7,13 +7,14 @@ Every exception names its reason; a technique missing from a table follows the s
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from conformance_harness import MODELS, ConformanceRun
 from torch import nn
 
 from peftbench.engine.models import load_model
-from peftbench.methods.base import ATTENTION_TARGETS
+from peftbench.methods.base import ATTENTION_TARGETS, OPTIONS_ATTR
 
 # ---------------------------------------------------------------------- shapes of the tiny models
 
@@ -170,7 +171,10 @@ LR_RATIO: dict[str, tuple[str, Callable[[ConformanceRun], float]]] = {
 
 def expected_state_bytes(run: ConformanceRun) -> int:
     """Trainable parameters and their gradients, plus two moments (and a step counter) for
-    every parameter that got a gradient; LoRA-FA keeps moments for B only, keyed per layer."""
+    every parameter that got a gradient; LoRA-FA keeps moments for B only, keyed per layer;
+    optimizers of other kinds as `STATE_BYTES` defines them."""
+    if run.name in STATE_BYTES:
+        return STATE_BYTES[run.name](run)
     trainable = run.trainable()
     state = 2 * sum(p.numel() * p.element_size() for _, p in trainable.values())
     step = STEP_BYTES.get(run.name, 4)
@@ -183,3 +187,154 @@ def expected_state_bytes(run: ConformanceRun) -> int:
 def is_close(a: float, b: float) -> bool:
     """Equal up to float rounding."""
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+# ---------------------------------------------------------------------- weight-training techniques
+# Full-parameter training with memory-efficient optimizers, and freeze tuning
+# (`peftbench.methods.full_ft`): they train the base model's own weights.
+
+#: techniques that train every weight of the model and ship it whole
+ALL_WEIGHTS = ("galore", "galore_layerwise", "galore_8bit", "apollo", "apollo_mini",
+               "adam_mini", "lomo", "adalomo")
+#: transformer-block parameter names of the tiny models: ``model.layers.N.`` and
+#: ``bert.encoder.layer.N.``
+BLOCK = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def blocks(kind: str) -> dict[int, dict[str, int]]:
+    """The fresh base model's parameters by block index: {index: {name: numel}}."""
+    model = load_model(MODELS[kind], kind).model
+    out: dict[int, dict[str, int]] = {}
+    for name, param in model.named_parameters():
+        found = BLOCK.search(name)
+        if found:
+            out.setdefault(int(found.group(1)), {})[name] = param.numel()
+    return out
+
+
+def block_linears(kind: str) -> list[tuple[str, int, int]]:
+    """(name, out, in) of every linear weight inside the transformer blocks: what a projected
+    optimizer (GaLore, APOLLO) projects by default."""
+    model = load_model(MODELS[kind], kind).model
+    return [(f"{name}.weight", m.out_features, m.in_features)
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and BLOCK.search(name + ".")]
+
+
+def settings(run: ConformanceRun) -> dict:
+    """The technique's config as built (kept on the model)."""
+    return getattr(run.model, OPTIONS_ATTR)
+
+
+def _last_blocks(count: int) -> Callable[[ConformanceRun], int]:
+    def numel(run: ConformanceRun) -> int:
+        table = blocks(run.kind)
+        chosen = sorted(table)[-count:]
+        return sum(sum(table[i].values()) for i in chosen) + head_numel(run.kind)
+
+    return numel
+
+
+TRAINABLE.update({
+    **{name: (lambda run: run.base_total) for name in ALL_WEIGHTS},
+    "badam": _last_blocks(1),  # one block at a time, the last first (descending)
+    "freeze": lambda run: _last_blocks(settings(run)["trainable_layers"])(run),
+})
+CHECKPOINT.update({name: (lambda run: run.base_total, "the whole model is the checkpoint")
+                   for name in ALL_WEIGHTS})
+
+
+def _fp32_bytes(numel: int) -> int:
+    return 4 * numel
+
+
+def _trainable_bytes(run: ConformanceRun) -> int:
+    return sum(p.numel() * p.element_size() for _, p in run.trainable().values())
+
+
+def projected_state_bytes(run: ConformanceRun, per_projected: int = 0) -> int:
+    """The optimizer state of GaLore/APOLLO by their definition: for each projected weight
+    (m×n, rank r' = min(r, m, n)) two moments of the projected gradient (r'·max(m, n) each)
+    and the projection matrix (r'·min(m, n)), plus ``per_projected`` bytes; two full moments
+    for every other weight. (The packages keep the step count as a Python int.)"""
+    rank = settings(run)["rank"]
+    projected = {name: (m, n) for name, m, n in block_linears(run.kind)}
+    total = 0
+    for name, param in run.model.named_parameters():
+        if name in projected:
+            m, n = projected[name]
+            r = min(rank, m, n)
+            total += _fp32_bytes(2 * r * max(m, n) + r * min(m, n)) + per_projected
+        else:
+            total += _fp32_bytes(2 * param.numel())
+    return total
+
+
+def _largest_gradient(run: ConformanceRun) -> int:
+    return max(p.numel() * p.element_size() for _, p in run.trainable().values())
+
+
+def _adam_mini_second_moments(run: ConformanceRun) -> int:
+    """One value per attention head of the query and key projections, per output row
+    (neuron, token) of the other matrices, per tensor for norm scales."""
+    config = run.model.config
+    count = 0
+    for name, param in run.model.named_parameters():
+        if name.endswith("q_proj.weight"):
+            count += config.num_attention_heads
+        elif name.endswith("k_proj.weight"):
+            count += config.num_key_value_heads
+        elif param.dim() == 2:
+            count += param.shape[0]
+        else:
+            count += 1
+    return count
+
+
+def _badam_state(run: ConformanceRun) -> int:
+    """The active block (weights, gradients), its fp32 master copy, and AdamW's two moments
+    and float32 step counter per tensor of that copy."""
+    active = [p for _, p in run.trainable().values()]
+    numel = sum(p.numel() for p in active)
+    return _fp32_bytes(5 * numel) + 4 * len(active)
+
+
+#: trainable state bytes of techniques whose optimizer departs from AdamW's (the shared rule
+#: in `expected_state_bytes`), from each definition
+STATE_BYTES: dict[str, Callable[[ConformanceRun], int]] = {
+    "galore": lambda run: 2 * _trainable_bytes(run) + projected_state_bytes(run),
+    "galore_layerwise": lambda run: _trainable_bytes(run) + _largest_gradient(run)
+    + projected_state_bytes(run),
+    # APOLLO keeps the norm of the last scaled gradient (a float32 scalar) per projected weight
+    "apollo": lambda run: 2 * _trainable_bytes(run) + projected_state_bytes(run, 4),
+    "apollo_mini": lambda run: 2 * _trainable_bytes(run) + projected_state_bytes(run, 4),
+    "adam_mini": lambda run: 2 * _trainable_bytes(run) + _trainable_bytes(run)
+    + _fp32_bytes(_adam_mini_second_moments(run)),
+    "badam": _badam_state,
+    # no state; the gradients held at once are measured (bounded in test_conformance_full_ft)
+    "lomo": lambda run: _trainable_bytes(run) + run.optimizer.peak_gradient_bytes,
+}
+
+#: optimizers without moments (their groups have no betas or ε): why
+NO_MOMENTS: dict[str, str] = {"lomo": "LOMO is plain SGD"}
+#: parameters an optimizer exempts from weight decay by its own rule: (name test, why)
+NO_DECAY: dict[str, tuple[Callable[[str], bool], str]] = {
+    "adam_mini": (lambda name: any(k in name.lower() for k in ("norm", "ln", "bias")),
+                  "Adam-mini's own rule: no decay on norm scales and biases (catalog caveat)"),
+}
+
+
+def stepping_groups(run: ConformanceRun) -> list[tuple[dict, list[nn.Parameter]]]:
+    """The parameter groups that really step the weights, each with the model parameters it
+    updates: BAdam's inner AdamW (over fp32 copies of the active block), each weight's own
+    optimizer when updates are layer-wise, else the optimizer's groups."""
+    optimizer = run.optimizer
+    if hasattr(optimizer, "base_optimizer") and hasattr(optimizer, "param_idx2hp"):
+        copies = {id(hp): lp for lp, hp in zip(optimizer.param_idx2lp.values(),
+                                                optimizer.param_idx2hp.values(), strict=True)}
+        return [(g, [copies[id(p)] for p in g["params"]])
+                for g in optimizer.base_optimizer.param_groups]
+    inner = getattr(optimizer, "inner", None)
+    if isinstance(inner, dict):
+        return [(g, list(g["params"])) for opt, _ in inner.values() for g in opt.param_groups]
+    return [(g, list(g["params"])) for g in optimizer.param_groups]

@@ -28,6 +28,8 @@ from conformance_expected import (  # noqa: E402
     CHECKPOINT,
     LR_RATIO,
     NEVER_UPDATED,
+    NO_DECAY,
+    NO_MOMENTS,
     NOT_IDENTITY_AT_INIT,
     TRAINABLE,
     adapted_shapes,
@@ -36,6 +38,7 @@ from conformance_expected import (  # noqa: E402
     head_numel,
     is_close,
     lora_factors,
+    stepping_groups,
 )
 from conformance_harness import (  # noqa: E402
     MODELS,
@@ -44,7 +47,6 @@ from conformance_harness import (  # noqa: E402
     ConformanceRun,
     batch_inputs,
     checkpoint_files,
-    conformance_run,
     contestants,
     read_safetensors,
 )
@@ -55,22 +57,6 @@ from peftbench.methods import get_method  # noqa: E402
 
 CASES = contestants()
 Runs = Callable[..., ConformanceRun]
-
-
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Conformance runs, each made once per session: ``runs(name, kind, overrides, steps)``."""
-    cache: dict[tuple[str, str, str, int], ConformanceRun] = {}
-
-    def get(name: str, kind: str, overrides: dict[str, Any] | None = None,
-            steps: int = STEPS) -> ConformanceRun:
-        key = (name, kind, repr(sorted((overrides or {}).items())), steps)
-        if key not in cache:
-            folder = tmp_path_factory.mktemp(f"{name}-{kind}")
-            cache[key] = conformance_run(name, kind, folder, overrides, steps)
-        return cache[key]
-
-    return get
 
 
 def test_every_contestant_is_checked() -> None:
@@ -95,8 +81,11 @@ def test_trainable_parameters_after_the_optimizer(runs: Runs, name: str, kind: s
     if name in TRAINABLE:
         assert run.trainable_count() == TRAINABLE[name](run)
     from_base = [n for i, (n, _) in trainable.items() if i in run.base_ids]
-    if name == "full":
+    if name == "full" or (run.method.trains_base_weights and name in TRAINABLE
+                          and TRAINABLE[name](run) == run.base_total):
         assert len(from_base) == len(run.base_ids)
+    elif run.method.trains_base_weights:  # a subset of the base model's own weights
+        assert len(trainable) == len(from_base) > 0
     else:
         assert all("classifier" in n for n in from_base), from_base
     in_optimizer = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
@@ -119,22 +108,32 @@ def test_frozen_parameters_stay_put(runs: Runs, name: str, kind: str) -> None:
 
 @pytest.mark.parametrize("name, kind", CASES)
 def test_optimizer_settings_are_the_shared_ones(runs: Runs, name: str, kind: str) -> None:
-    """Learning rate, weight decay, betas and ε of every trainable parameter: those of every
-    other technique, except a learning-rate ratio the definition sets (LoRA+'s B)."""
+    """Learning rate, weight decay, betas and ε of every trainable parameter, in the groups
+    that really step it: those of every other technique, except a learning-rate ratio the
+    definition sets (LoRA+'s B), an optimizer's own weight-decay exemptions (Adam-mini) and
+    an optimizer without moments (LOMO)."""
     run = runs(name, kind)
     names = {i: n for i, (n, _) in run.unique_parameters().items()}
     ratio_rule = LR_RATIO.get(name)
-    for group in run.optimizer.param_groups:
+    no_decay = NO_DECAY.get(name, (lambda _n: False, ""))[0]
+    stepped: set[int] = set()
+    for group, params in stepping_groups(run):
         lr = group.get("initial_lr", group["lr"])
-        for param in group["params"]:
+        for param in params:
             if not param.requires_grad:
                 continue
+            stepped.add(id(param))
             expected = run.lr
             if ratio_rule and ratio_rule[0] in names[id(param)]:
                 expected *= ratio_rule[1](run)
             assert is_close(lr, expected), (names[id(param)], lr, expected)
-            assert group["weight_decay"] == WEIGHT_DECAY, names[id(param)]
-            assert tuple(group["betas"]) == ADAMW["betas"] and group["eps"] == ADAMW["eps"]
+            decay = 0.0 if no_decay(names[id(param)]) else WEIGHT_DECAY
+            assert group["weight_decay"] == decay, names[id(param)]
+            if name in NO_MOMENTS:
+                continue
+            betas = group.get("betas") or (group["beta1"], group["beta2"])
+            assert tuple(betas) == ADAMW["betas"] and group["eps"] == ADAMW["eps"]
+    assert set(run.trainable()) <= stepped
 
 
 @pytest.mark.parametrize("name, kind", CASES)
@@ -344,7 +343,8 @@ def test_departures_are_marked_in_the_catalog() -> None:
 
 
 E2E = [("lora", {}), ("lora_fa", {}), ("qlora", {}), ("pissa", {}),
-       ("delta_lora", {"warmup_steps": 1})]
+       ("delta_lora", {"warmup_steps": 1}), ("galore", {}), ("badam", {}), ("lomo", {}),
+       ("freeze", {})]
 
 
 @pytest.mark.parametrize("name, overrides", E2E, ids=[n for n, _ in E2E])

@@ -60,7 +60,9 @@ class Method:
     not_for: dict[str, str] = field(default_factory=dict)  # kind -> why it does not apply
     fit: Fitter | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()  # importable modules it needs beyond the base install
+    #: importable modules it needs beyond the base install: ``module``, ``module:package`` or
+    #: ``module:package:extra`` (then the missing-package line names peftbench's extra)
+    requires: tuple[str, ...] = ()
     family: str = "peft"
     curated: bool = True
     merge_needs_bias: bool = False  # merging folds into the adapted layers' biases
@@ -71,6 +73,10 @@ class Method:
     #: where the technique, as it runs here, departs from its definition or from the rules
     #: every other technique follows (what tests/conformance found and could not fix), and why
     caveat: str = ""
+    #: the technique trains the base model's own weights (full or partial fine-tuning, with
+    #: whatever optimizer): there is no adapter to merge, the checkpoint is the weights (or the
+    #: changed subset), and an export to LoRA factorizes trained − base
+    trains_base_weights: bool = False
 
     # ------------------------------------------------------------------ applicability
 
@@ -84,9 +90,12 @@ class Method:
         import importlib.util
 
         for requirement in self.requires:
-            module, _, package = requirement.partition(":")
+            module, _, rest = requirement.partition(":")
+            package, _, extra = rest.partition(":")
             if importlib.util.find_spec(module) is None:
-                return f"needs the package {package or module} (pip install {package or module})"
+                install = f"pip install 'peftbench[{extra}]'" if extra else \
+                    f"pip install {package or module}"
+                return f"needs the package {package or module} ({install})"
         return self.unavailable_reason() if probe else None
 
     def unavailable_reason(self) -> str | None:

@@ -67,6 +67,22 @@ CURATED: dict[str, dict[str, Any]] = {
     "full": {"merge": False, "multi_adapter": False, "layers": ["Linear", "Conv", "Embedding"],
              "quantized": [], "lora_convertible": False, "prompt_only": False,
              "why": "trains every weight: nothing separate to merge or to stack"},
+    # Full-parameter training with memory-efficient optimizers, and freeze tuning: the trained
+    # weights are the model (nothing to merge); the checkpoint is the weights or the trained
+    # subset; `peftbench export` factorizes trained − base into LoRA.
+    **{name: {"based_on": "full", "why": why} for name, why in {
+        "galore": "trains every weight (low-rank optimizer state): nothing to merge",
+        "galore_layerwise": "trains every weight (low-rank optimizer state): nothing to merge",
+        "galore_8bit": "trains every weight (low-rank 8-bit optimizer state): nothing to merge",
+        "apollo": "trains every weight (low-rank optimizer state): nothing to merge",
+        "apollo_mini": "trains every weight (rank-1 optimizer state): nothing to merge",
+        "badam": "trains the weights one block at a time: nothing to merge; ships the trained "
+                 "blocks",
+        "adam_mini": "trains every weight (one second moment per block): nothing to merge",
+        "lomo": "trains every weight (update fused into backward): nothing to merge",
+        "adalomo": "trains every weight (update fused into backward): nothing to merge",
+        "freeze": "trains the last layers' own weights: nothing to merge; ships those layers",
+    }.items()},
     # Corrections to the derivation, with the reason.
     "trainable_tokens": {"layers": ["Embedding"],
                          "why": "its layer wraps the embedding (the class name does not say so)"},

@@ -262,10 +262,12 @@ PEFT_ENTRIES: list[Method] = [
 
 
 def _variants() -> list[Method]:
-    """LoRA variants, optimizer-based techniques and full fine-tuning (Delta-LoRA registers
-    itself: `peftbench.methods.delta_lora`)."""
+    """LoRA variants, optimizer-based techniques, full fine-tuning and its memory-efficient
+    forms (`peftbench.methods.full_ft`; Delta-LoRA registers itself:
+    `peftbench.methods.delta_lora`)."""
     from peftbench.methods.adaptive_rank import AdaLoraMethod
     from peftbench.methods.full import FullFineTuning
+    from peftbench.methods.full_ft import full_ft_methods
     from peftbench.methods.lora_init import ResidualInitLora
     from peftbench.methods.optimizers import LoraFaMethod, LoraPlusMethod
     from peftbench.methods.quantized import QLoraMethod
@@ -304,6 +306,7 @@ def _variants() -> list[Method]:
                     "(bitsandbytes; Dettmers et al., 2023).", defaults=dict(LORA_DEFAULTS),
                     **lora),
         FullFineTuning(),
+        *full_ft_methods(),
     ]
 
 

@@ -25,6 +25,7 @@ class FullFineTuning(Method):
                       "full-finetuning/llama-3.2-3B-lr_0.00001/training_params.json")
     targets_modules: bool = False
     family: str = "reference"
+    trains_base_weights: bool = True
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def build(

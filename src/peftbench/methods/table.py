@@ -29,6 +29,7 @@ def catalog_rows(kind: ModelKind | None = None, probe: bool = False) -> list[dic
             "description": method.description, "default_lr": method.default_lr,
             "lr_source": method.lr_source, "defaults": method.defaults,
             "options": method.options, "curated": method.curated, "caveat": method.caveat,
+            "trains_base_weights": method.trains_base_weights,
             **capabilities(method.name),
             "capability_note": capability_note(method.name),
         }
@@ -86,9 +87,10 @@ def markdown_table(rows: list[dict[str, Any]], counts: dict[str, int | str] | No
 def exportable_to_lora(row: dict[str, Any]) -> bool:
     """Whether `peftbench export --to-lora` takes the technique: a mergeable change of Linear
     weights, approximated by a truncated SVD where PEFT's convert_to_lora (the exact
-    conversion, ``lora_convertible``) does not apply."""
-    return row["name"] == "full" or (not row["prompt_only"] and row["merge"]
-                                     and "Linear" in row["layers"])
+    conversion, ``lora_convertible``) does not apply; trained − base for a technique that
+    trains the base weights themselves (full, GaLore, freeze tuning, …)."""
+    return row.get("trains_base_weights", False) or (
+        not row["prompt_only"] and row["merge"] and "Linear" in row["layers"])
 
 
 def _kind_text(row: dict[str, Any]) -> str:
