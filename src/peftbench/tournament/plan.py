@@ -22,6 +22,9 @@ from peftbench.errors import UserError
 PRESETS: dict[str, list[str] | None] = {
     "quick": ["lora", "ia3", "oft", "prompt_tuning"],
     "full": None,  # every technique that applies to the model
+    # "an adapter, or full fine-tuning that fits in the same memory?": adapters that save
+    # memory against full-parameter training whose optimizer does (peftbench[full-ft])
+    "memory": ["lora", "qlora", "lora_fa", "galore", "apollo", "badam", "freeze", "full"],
 }
 
 #: what ``--preset NAME`` sets (options given explicitly win): techniques and a budget.
@@ -35,6 +38,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
               "eval_base": True, "train": {"eval_every": 24, "forgetting_samples": 8},
               "task_options": {"arith": {"difficulty": 2, "n_valid": 24, "n_test": 120}}},
     "full": {"methods": "preset:full"},
+    "memory": {"methods": "preset:memory"},
 }
 
 
