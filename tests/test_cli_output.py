@@ -97,7 +97,7 @@ def test_methods_piped_is_markdown_with_every_technique(capsys):
 def test_methods_on_a_model_shows_a_bar_and_silences_the_libraries(monkeypatch, capsys):
     import logging
 
-    from peftbench.cli import display
+    from peftbench.cli.display import methods as display
     from peftbench.engine import counts
 
     def noisy(model, kind, targets, names):
