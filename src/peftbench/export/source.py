@@ -90,9 +90,10 @@ def _adapter_dir(result_path: Path, recorded: str | None) -> Path:
 def check_exportable(method: str, mode: Mode) -> None:
     """Refuse, in one line, techniques whose adapter is not a weight update (for ``lora``
     mode: not an update of Linear layers)."""
+    from peftbench.methods import get_method
     from peftbench.methods.capabilities import all_capabilities
 
-    if method == "full":
+    if get_method(method).trains_base_weights:  # full, GaLore, freeze, …: trained − base
         return
     caps = all_capabilities().get(method, {})
     if caps.get("prompt_only"):
@@ -156,9 +157,10 @@ def probe_logits(prep: Prepared, model: nn.Module) -> torch.Tensor:
 
 
 def merged_model(session: Session) -> nn.Module:
-    """The base model with the adapter folded in (for full fine-tuning: the model itself)."""
+    """The base model with the adapter folded in (for a technique that trains the base
+    weights themselves, full fine-tuning or GaLore, freeze tuning, …: the model itself)."""
     method, model = session.prep.method, session.model
-    if method.name == "full":
+    if method.trains_base_weights:
         return model
     if not method.can_merge(model):
         why = " (it folds into biases the adapted layers lack)" if method.merge_needs_bias else ""
