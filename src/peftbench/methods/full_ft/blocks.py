@@ -33,11 +33,16 @@ class RecordedBlockOptimizer(BlockOptimizer):
         super().__init__(*args, **kwargs)
 
     def switch_trainable_params(self, verbose: int | None = 0) -> None:
-        """Activate the next block (silently) and record its weights as trained."""
+        """Activate the next block (silently), recording which one."""
         self.active_blocks.append(self.current_block_idx)
         with contextlib.redirect_stdout(io.StringIO()):
             super().switch_trainable_params(verbose=0)
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        """Record the active block's weights as trained, then badam's step (which may switch
+        to the next block)."""
         self.trained.update(n for n, p in self.named_parameters_list if p.requires_grad)
+        return super().step(*args, **kwargs)
 
     def trainable_state_bytes(self, model: nn.Module) -> int:
         """The active block's weights and gradients, their fp32 master copies and the inner
