@@ -87,7 +87,7 @@ def test_the_tournament_cli_says_it_in_one_line(tmp_path, monkeypatch, capsys):
     write_qa(tmp_path / "qa.jsonl", 20)
     args = ["peftbench", "tournament", "--model", "tiny-llama", "--task", "jsonl",
             "--data", "qa.jsonl", "--methods", "lora", "--lr-grid", "1e-3", "--lr-extend", "0",
-            "--steps", "2", "--executor", "inline", "--no-calibrate", "--no-progress",
+            "--steps", "2", "--no-calibrate", "--no-progress",  # runs in worker processes
             "--out", "out", *[f"--train-opt={k}={json.dumps(v)}" for k, v in TINY_TRAIN.items()
                               if k != "max_steps"]]
 
@@ -101,9 +101,13 @@ def test_the_tournament_cli_says_it_in_one_line(tmp_path, monkeypatch, capsys):
 
     run()
     assert "changed" not in run()
+    results = sorted((tmp_path / "out").glob("lora-*.json"))
+    before = [read_result(p)["meta_info"]["dataset_info"]["fingerprint"] for p in results]
     write_qa(tmp_path / "qa.jsonl", 20, answer=lambda i: "x")
     notes = [line for line in run().splitlines() if "changed" in line]
     assert len(notes) == 1 and notes[0].startswith("note: data qa.jsonl changed"), notes
+    after = [read_result(p)["meta_info"]["dataset_info"]["fingerprint"] for p in results]
+    assert len(results) == 2 and all(a != b for a, b in zip(before, after, strict=True))
 
 
 def test_a_result_from_before_input_records_is_run_again_only_with_user_files(tmp_path):

@@ -64,6 +64,7 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = result_path(spec, out_dir)
+    earlier = _stamp(target)  # a result made from other inputs, to be replaced
     started = time.perf_counter()
     with tempfile.NamedTemporaryFile("w", suffix=".tmp", prefix=".spec-", dir=out_dir,
                                      delete=False) as fh:
@@ -86,9 +87,19 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
     if timed_out:
         return record_failure(spec, target, STATUS_TIMEOUT,
                                f"timed out after {timeout:g} s (run killed)", seconds)
-    if code in (0, 1) and target.exists():
+    if code in (0, 1) and target.exists() and _stamp(target) != earlier:
         return RunRecord.from_result(spec, target, json.loads(target.read_text()), seconds)
     return record_failure(spec, target, STATUS_FAILED, _why_it_died(code, stderr_tail), seconds)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """The file's inode and modification time (None when it does not exist): a result the
+    worker wrote has a new one, since results are replaced by rename."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _start(args: list[str], threads: int | None, zygote: Zygote | None) -> WorkerProcess:
