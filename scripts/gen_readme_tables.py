@@ -156,6 +156,57 @@ def startup_table(data: dict) -> list[str]:
     return lines
 
 
+def full_ft_table(data: dict) -> list[str]:
+    """Adapters against memory-efficient full-parameter training (`bench_full_ft.py`): score,
+    memory and its breakdown, speed and checkpoint, each against full fine-tuning."""
+    techniques = data.get("techniques")
+    if not techniques:
+        return []
+    ref = techniques.get("full") or {}
+    lines = ["| technique | test score [95% interval] | training memory (÷ full) | frozen "
+             "weights | trainable state (÷ full) | activations | tokens/s (÷ full) | "
+             "checkpoint | default lr |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, t in techniques.items():
+        if t.get("status") != "success":
+            lines.append(f"| {name} | failed: {t.get('error') or '?'} | | | | | | | |")
+            continue
+        mark = {"frontier": "★ ", "within noise": "☆ "}.get(t.get("frontier") or "", "")
+        interval = (f" [{t['low']:.3f}, {t['high']:.3f}]" if t.get("low") is not None
+                    else "")
+        lines.append(
+            f"| {mark}{name} | {t['test_score']:.3f}{interval} | "
+            f"{_mib(t['train_memory'])} ({_times(t, ref, 'train_memory')}) | "
+            f"{_mib(t['memory_frozen_weights'])} | {_mib(t['memory_trainable_state'])} "
+            f"({_times(t, ref, 'memory_trainable_state')}) | {_mib(t['memory_activations'])} | "
+            f"{t['tokens_per_sec']:.0f} ({_times(t, ref, 'tokens_per_sec')}) | "
+            f"{_mib(t['file_size'])} | {t['lr']:g} |")
+    lines += ["", f"{data['steps']} steps of {data['batch_size']} {data['task']} problems on "
+              f"{data['model']} per technique, at its catalog default learning rate; "
+              f"{data['n_test']} test problems; each run in its own process "
+              f"(`benchmarks/bench_full_ft.py`, {data['seconds'] / 60:.0f} min, load average "
+              f"{data['load_average']:.1f} on {data['cpu_count']} cores). ★ on the "
+              "memory-vs-score frontier, ☆ within its noise (the tournament's analysis)."
+              + _overlap_note(techniques, ref) + " `tournament --preset memory` searches the "
+              "learning rates."]
+    return lines
+
+
+def _overlap_note(techniques: dict, ref: dict) -> str:
+    """A sentence when every score's interval overlaps full fine-tuning's."""
+    done = [t for t in techniques.values() if t.get("status") == "success"
+            and t.get("low") is not None]
+    if ref.get("low") is None or not done or any(
+            t["high"] < ref["low"] or t["low"] > ref["high"] for t in done):
+        return ""
+    return (" Every score's interval overlaps full fine-tuning's: at this budget the scores do "
+            "not separate the techniques, the memory columns do.")
+
+
+def _times(figures: dict, reference: dict, key: str) -> str:
+    a, b = figures.get(key), reference.get(key)
+    return f"×{a / b:.2f}" if a is not None and b else "—"
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
@@ -163,6 +214,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "breakdown-table": ("bench_verdict.json", breakdown_table),
     "startup-table": ("bench_tournament.json", startup_table),
     "cli-table": ("bench_cli.json", cli_table),
+    "full-ft-table": ("bench_full_ft.json", full_ft_table),
 }
 
 
