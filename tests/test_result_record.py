@@ -33,7 +33,8 @@ TRAIN_INFO = [
     "train_peak_rss", "train_rss_increase", "train_memory", "memory_frozen_weights",
     "memory_trainable_state", "memory_activations", "memory_method", "test_items",
     "base_test_items", "base_probes", "train_loss_curve", "test_items_fingerprint",
-    "test_metric", "total_time", "param_bytes", "forgetting_note", "test_answers"]
+    "test_metric", "total_time", "param_bytes", "forgetting_note", "test_answers",
+    "scores_note"]
 VALIDATION_ENTRY = ["step", "train loss", "train samples", "train time", "tokens / sec",
                     "valid accuracy", "eval time", "elapsed time"]
 FINAL_ENTRY = ["step", "test accuracy", "train loss", "train samples", "train total tokens",

@@ -33,6 +33,17 @@ from peftbench.errors import UserError, did_you_mean, unknown_name
 # source shows none.
 
 
+def config_names() -> list[str]:
+    """The shipped configs' names (``config:NAME``) from `peftbench.engine.config_models`."""
+    module = sys.modules.get("peftbench.engine.config_models")
+    if module is None:
+        names = _dict_keys(_parse(_source_file("peftbench.engine.config_models")), "CONFIGS")
+        if names:
+            return names
+        module = importlib.import_module("peftbench.engine.config_models")
+    return list(getattr(module, "CONFIGS", {}))
+
+
 def model_names() -> list[str]:
     """The models known by name (embedded, then tiny test ones) from `peftbench.engine.models`."""
     tables = ("EMBEDDED", "TINY")
@@ -157,6 +168,7 @@ def _registered(tree: ast.Module | None) -> set[str]:
 #: placeholder in a help text -> the names it stands for
 NAMES: dict[str, Callable[[], list[str]]] = {
     "{models}": model_names,
+    "{configs}": config_names,
     "{tasks}": task_names,
     "{executors}": executor_names,
 }
@@ -233,9 +245,21 @@ def check_model(value: str | None) -> str | None:
     unknown name with the closest known one."""
     if value is None or value in model_names() or "/" in value or Path(value).exists():
         return value
+    if value.startswith("config:"):
+        return _check_config_model(value)
     known = ", ".join(model_names())
     raise typer.BadParameter(f"unknown model '{value}'{did_you_mean(value, model_names())} "
                              f"(known: {known}; or a local folder, or a hub id like ORG/NAME)")
+
+
+def _check_config_model(value: str) -> str:
+    """``config:NAME``: a shipped config's name (a path or hub id is checked on loading)."""
+    ref, shipped = value.removeprefix("config:"), config_names()
+    if ref in shipped or "/" in ref or Path(ref).exists():
+        return value
+    raise typer.BadParameter(f"unknown config '{ref}'{did_you_mean(ref, shipped)} "
+                             f"(shipped: {', '.join(shipped)}; or a config.json path, or a "
+                             "hub id like ORG/NAME)")
 
 
 def check_method(value: str | None) -> str | None:
@@ -315,7 +339,9 @@ def read_json_object(path: Path, option: str, what: str) -> dict[str, Any]:
 
 #: the base model (run, tournament)
 Model = Annotated[str, typer.Option(
-    callback=check_model, help="{models}, a hub id (ORG/NAME) or a local model folder")]
+    callback=check_model, help="{models}, a hub id (ORG/NAME), a local model folder, or "
+    "config:NAME|PATH|ORG/NAME: the architecture alone with random weights, for cost figures "
+    "(shipped: {configs})")]
 #: the task (run, tournament)
 Task = Annotated[str, typer.Option(
     callback=check_task,

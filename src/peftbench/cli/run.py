@@ -140,6 +140,9 @@ def _forgetting_note(info: dict[str, Any]) -> None:
     """One line on stderr when forgetting was not measured, and why (the hub unreachable)."""
     from peftbench.tasks.hub import hub_problem
 
+    if info.get("scores_note"):
+        console.print(f"note: scores {info['scores_note']}", highlight=False, soft_wrap=True)
+        return
     note = info.get("forgetting_note")
     if note and info.get("forgetting") is None:
         why = hub_problem() or str(note).removesuffix(": forgetting not measured")

@@ -31,6 +31,7 @@ from peftbench.engine import evaluate
 from peftbench.engine.answers import answers_path, write_answers
 from peftbench.engine.base_probes import BASE_PROBES_DIR, base_probes_key, measure_base_probes
 from peftbench.engine.batching import collate
+from peftbench.engine.cost_only import scores_note
 from peftbench.engine.measure import (
     MemoryTracker,
     count_parameters,
@@ -147,8 +148,11 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
     _seed_everything(params.seed)
     model = prep.loaded.model.to(dev)
     m = Measurements(device=dev.type,
-                     autocast_dtype=str(amp).replace("torch.", "") if amp else "float32")
-    measure_base_probes(prep, model, bar, probes_dir, m)
+                     autocast_dtype=str(amp).replace("torch.", "") if amp else "float32",
+                     scores_note=scores_note(spec, prep.loaded))
+    scores = m.scores_note is None
+    if scores:
+        measure_base_probes(prep, model, bar, probes_dir, m)
     _seed_everything(params.seed)  # the same initialisation whether the probes ran or not
     model = prep.method.build(model, prep.loaded.kind, spec.targets, spec.adapter_config)
     model.to(dev)
@@ -158,8 +162,8 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
                         "(its config selects nothing here)")
     m.param_bytes = tensor_bytes({id(p): p for p in model.parameters()}.values())
     m.lr = params.lr or prep.method.default_lr
-    _train(prep, model, bar, m)
-    if params.eval_test:
+    _train(prep, model, bar, m, validate=scores)
+    if params.eval_test and scores:
         m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
         m.test_items = [int(a.correct) for a in m.test_answers]
     if prep.general_blocks:
@@ -171,11 +175,16 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
     m.mergeable = bool(prep.method.can_merge(model))
     if adapter_dir is not None:
         m.file_size, m.adapter_path = _save(prep.method, model, adapter_dir)
+        if not scores:  # its size is the figure; trained on random weights, it is worthless
+            shutil.rmtree(m.adapter_path, ignore_errors=True)
+            m.adapter_path = None
     return m
 
 
-def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements) -> None:
-    """Train ``model`` and record what training measured in ``m``."""
+def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements,
+           validate: bool = True) -> None:
+    """Train ``model`` and record what training measured in ``m`` (validating on the way
+    unless ``validate`` is False: a cost-only run)."""
     spec, params = prep.spec, prep.spec.train
     features = encode_examples(prep, prep.splits["train"])
     memory = MemoryTracker(prep.device)
@@ -187,7 +196,8 @@ def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements) -> None:
         outcome = train(model, prep.method, features, params, lr=m.lr,
                         pad_id=prep.loaded.tokenizer.pad_token_id, device=prep.device,
                         amp_dtype=prep.amp_dtype, memory=memory,
-                        validate=lambda: score_split(prep, model, "validation", bar, "validation"),
+                        validate=(lambda: score_split(prep, model, "validation", bar,
+                                                      "validation")) if validate else None,
                         metric=prep.task.metric, on_step=on_step)
     # counted after training: building the optimizer may freeze parameters (LoRA-FA)
     m.num_trainable_params, m.num_total_params = outcome.trainable_params, outcome.total_params

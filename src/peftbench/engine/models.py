@@ -8,7 +8,9 @@ Sources, in the order they are tried:
 - tiny random models built in-process for fast tests: ``tiny-llama`` (causal LM) and
   ``tiny-bert`` (encoder), with a small byte-level BPE tokenizer trained on the spot;
 - a local folder holding a transformers model (``config.json``);
-- a Hugging Face hub id (``owner/name``).
+- a Hugging Face hub id (``owner/name``);
+- ``config:NAME|PATH|ORG/NAME``: an architecture from its config alone, with random weights at
+  its real size, for cost figures (see `peftbench.engine.config_models`).
 
 Every failure a user can cause (unknown name, missing package, a folder that is not a model)
 is a `UserError` with one clear line.
@@ -28,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from peftbench.engine.config_models import PREFIX as CONFIG_PREFIX
+from peftbench.engine.config_models import is_config_model, load_config_model, read_config
 from peftbench.errors import UserError, first_line
 from peftbench.methods.base import ModelKind
 
@@ -53,6 +57,11 @@ class LoadedModel:
     name: str
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def random_weights(self) -> bool:
+        """True for a model built from a config alone: its scores mean nothing."""
+        return bool(self.info.get("random_weights"))
 
 
 def cache_dir() -> Path:
@@ -81,6 +90,8 @@ def load_model(
     """
     _quiet_transformers()
     key = name.strip()
+    if is_config_model(key):
+        return load_config_model(key.removeprefix(CONFIG_PREFIX), kind, num_labels, seed)
     if key == "smollm2-135m":
         return _from_folder(smollm2_folder(), kind, num_labels, seed, key, "embedded")
     if key == "minilm-l6":
@@ -96,7 +107,8 @@ def load_model(
         return _from_folder(key, kind, num_labels, seed, key, "hub")
     known = ", ".join([*EMBEDDED, *TINY])
     raise UserError(
-        f"unknown model '{name}': not an embedded model ({known}), a local folder or a hub id"
+        f"unknown model '{name}': not an embedded model ({known}), a local folder, a hub id "
+        "or config:NAME|PATH|ORG/NAME"
     )
 
 
@@ -117,8 +129,10 @@ def is_encoder(name: str) -> bool:
     from transformers import AutoConfig
 
     try:
+        if is_config_model(key):
+            return read_config(key.removeprefix(CONFIG_PREFIX))[0].model_type in ENCODER_TYPES
         config = AutoConfig.from_pretrained(key)
-    except (OSError, ValueError):
+    except (OSError, ValueError, UserError):
         return False
     return config.model_type in ENCODER_TYPES
 
@@ -192,7 +206,7 @@ def _from_folder(
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model '{name}': {first_line(exc)}") from None
     model = _instantiate(where, config, kind, num_labels, seed, name)
-    _ensure_pad_token(tokenizer, model)
+    ensure_pad_token(tokenizer, model)
     return LoadedModel(model, tokenizer, kind, name, source, _describe(model, where, source))
 
 
@@ -222,7 +236,8 @@ def _instantiate(
         hf_logging.set_verbosity(verbosity)
 
 
-def _ensure_pad_token(tokenizer: Any, model: nn.Module) -> None:
+def ensure_pad_token(tokenizer: Any, model: nn.Module) -> None:
+    """Give the tokenizer a pad token (EOS or UNK where it has none) and the model its id."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if getattr(model.config, "pad_token_id", None) is None:

@@ -21,6 +21,7 @@ from torch import nn
 from peftbench.engine import evaluate
 from peftbench.engine.answers import Answer
 from peftbench.engine.batching import encode_causal, encode_classification
+from peftbench.engine.cost_only import scores_note
 from peftbench.engine.inputs import InputRecord, record_inputs
 from peftbench.engine.measure import autocast_dtype, device_for_run
 from peftbench.engine.models import LoadedModel, is_encoder, load_model
@@ -60,7 +61,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
     loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
                         seed=spec.train.seed)
     device = device_for_run()
-    blocks, general_error = _general_text(spec, kind)
+    note = scores_note(spec, loaded)
+    blocks, general_error = _general_text(spec, kind) if note is None else ([], note)
     return Prepared(spec, task, splits, method, loaded, device,
                     autocast_dtype(spec.train.dtype, device), blocks, general_error,
                     record_inputs(spec))

@@ -54,6 +54,7 @@ class Measurements:
 
     device: str | None = None
     autocast_dtype: str | None = None
+    scores_note: str | None = None  # why no score was measured (a cost-only run)
     peft_config: dict[str, Any] | None = None  # as applied to the model
     lr: float | None = None
     num_trainable_params: int | None = None
@@ -178,12 +179,13 @@ class ResultRecord:
             "param_bytes": m.param_bytes,
             "forgetting_note": self.forgetting_note,
             "test_answers": self.answers_file,
+            "scores_note": m.scores_note,
         }
 
     def _metrics(self, m: Measurements) -> list[dict[str, Any]]:
         """The validation entries, then (a tested, successful run) the final test entry."""
         metrics = list(m.metrics)
-        if self.status == STATUS_SUCCESS and self.spec.train.eval_test:
+        if self.status == STATUS_SUCCESS and self.spec.train.eval_test and not m.scores_note:
             metrics.append({
                 "step": self.spec.train.steps_to_run(), f"test {self.test_metric}": m.test_score,
                 "train loss": m.last_loss, "train samples": m.train_samples,
@@ -268,6 +270,13 @@ class ResultView:
         the run saved none)."""
         name = self.train_info.get("test_answers")
         return str(name) if name else None
+
+    @property
+    def scores_note(self) -> str | None:
+        """Why the run measured no score (a cost-only run, random weights); None when it
+        measured them (or the file predates the field)."""
+        note = self.train_info.get("scores_note")
+        return str(note) if note else None
 
     @property
     def dataset_info(self) -> dict[str, Any]:

@@ -71,6 +71,8 @@ EXTRA_TRAIN_INFO = {
     "train_tokens": "non-padding tokens seen in training",
     "device": "cpu or cuda",
     "autocast_dtype": "dtype used under autocast",
+    "scores_note": "why no score was measured (a cost-only run: memory-only tournament, or a "
+                   "model with random weights built from its config); scores are then null",
     "data_order": "fingerprint of the training batches' example indices, in order (equal "
                   "across techniques of a tournament: same data, same order)",
 }

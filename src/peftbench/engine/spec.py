@@ -45,6 +45,10 @@ class TrainParams(BaseModel):
     stop_after: int | None = Field(
         None, ge=1, description="stop after this many steps (the schedule still spans "
         "max_steps): a rung of successive halving, identical to the start of the full run")
+    measure_scores: bool = Field(
+        True, description="False: a cost-only run (memory, time, tokens/s, checkpoint size, "
+        "trainable parameters): no validation, test, base-model or forgetting probe. Runs on "
+        "a model with random weights (config:…) are cost-only whatever this says")
     seed: int = 0
 
     def resolved_warmup(self) -> int:
@@ -89,8 +93,14 @@ class ExperimentSpec(BaseModel):
         return self
 
     def canonical_json(self) -> str:
-        """The spec as JSON with sorted keys: the input of the content hash."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The spec as JSON with sorted keys: the input of the content hash. Fields added
+        after results were first written are left out at their defaults, so that those
+        results keep their hashes."""
+        data = self.model_dump(mode="json")
+        for name, default in _ADDED_TRAIN_FIELDS.items():
+            if data["train"].get(name) == default:
+                del data["train"][name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def content_hash(self) -> str:
         """A short stable hash of the whole spec; equal specs have equal hashes."""
@@ -99,6 +109,10 @@ class ExperimentSpec(BaseModel):
     def display_name(self) -> str:
         """The experiment's name for file names and tables."""
         return self.name or f"{self.method}--{self.model}--{self.task.split(':')[0]}"
+
+
+#: `TrainParams` fields added after results were first written, with their defaults
+_ADDED_TRAIN_FIELDS: dict[str, Any] = {"measure_scores": True}
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
