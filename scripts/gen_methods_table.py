@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from peftbench.engine.counts import trainable_counts
+from peftbench.methods import get_method
 from peftbench.methods.table import catalog_rows, markdown_table
 
 START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
@@ -24,8 +25,12 @@ def render(model: str) -> str:
     encoder = catalog_rows("seq-cls", probe=True)
     causal_n = sum(isinstance(counts.get(r["name"]), int) for r in rows)
     encoder_n = sum(r["applicable"] for r in encoder)
+    gpu_only = {r["name"] for r in rows if getattr(get_method(r["name"]), "cuda_only", "")}
     excluded = [f"- `{r['name']}`: {r['why_not'].get('causal-lm') or r['why_not']['seq-cls']}"
-                for r in rows if not r["applies"]["causal-lm"] and not r["applies"]["seq-cls"]]
+                for r in rows if not r["applies"]["causal-lm"] and not r["applies"]["seq-cls"]
+                and r["name"] not in gpu_only]
+    on_gpu = [f"- `{r['name']}`: {r['why_not'].get('causal-lm') or r['why_not'].get('seq-cls')}"
+              for r in rows if r["name"] in gpu_only and r["why_not"]]
     caveats = [f"- `{r['name']}`: {r['caveat']}" for r in rows if r["caveat"]]
     decoders_only = [f"- `{r['name']}`: {r['why_not']['seq-cls']}" for r in rows
                      if r["applies"]["causal-lm"] and not r["applies"]["seq-cls"]]
@@ -34,13 +39,17 @@ def render(model: str) -> str:
         f"**{causal_n} contestants on {model}** (causal LM) and **{encoder_n} on an encoder** "
         f"(sequence classification), out of {len(rows)} catalog entries. Capabilities are "
         "derived from PEFT's code (see `peftbench.methods.capabilities`); trainable parameters "
-        "are those of each technique's default config on the attention projections.",
+        "are those of each technique's default config on the attention projections (for a "
+        "technique that trains the base weights themselves, the weights it trains; BAdam's "
+        "one block at a time).",
         "",
         markdown_table(rows, counts, model),
         "",
         "Not contestants (they cannot train from a base model on one task):",
         *excluded,
         "",
+        *(["Contestants on a CUDA GPU only (this table was generated without one):", *on_gpu,
+           ""] if on_gpu else []),
         "Contestants on decoders only:",
         *decoders_only,
         "",

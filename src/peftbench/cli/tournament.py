@@ -111,6 +111,9 @@ def tournament(
              "\\[default: the preset's, else no]")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="print the plan (on stdout) and stop")] = False,
+    memory_only: Annotated[bool, typer.Option(
+        help="memory and speed only: a few steps of each technique at its default rate, no "
+             "learning-rate search, no evaluation (always so with a config: model)")] = False,
     calibrate: Annotated[bool, typer.Option(
         help="time one short run first to estimate the plan's duration")] = True,
     save_adapters: Annotated[bool, typer.Option(help="keep the final runs' adapters")] = True,
@@ -131,6 +134,14 @@ def tournament(
 
     budget = _budget(preset, task)
     methods = methods or budget.get("methods", "preset:quick")
+    if memory_only or model.startswith("config:"):  # random weights: nothing to score
+        from peftbench.cli.memory_only import memory_tournament
+
+        return memory_tournament(
+            model=model, task=task, methods=methods, steps=steps, out=out, data=data,
+            task_opt=task_opt or [], train_opt=train_opt or [], targets=targets, seed=seed,
+            executor=(executor, jobs, ray_address, run_timeout), dry_run=dry_run,
+            retry_failed=retry_failed, progress=progress, as_json=as_json)
     steps = steps if steps is not None else budget.get("steps", 100)
     lr_points = lr_points if lr_points is not None else budget.get("lr_points", 3)
     lr_extend = lr_extend if lr_extend is not None else budget.get("lr_extend", 2)

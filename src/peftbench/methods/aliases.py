@@ -125,10 +125,21 @@ def aliases_for(name: str) -> list[str]:
     return list(ALIASES.get(name.strip().lower(), []))
 
 
+#: display names of catalog entries that are not PEFT techniques (full-parameter training with
+#: a memory-efficient optimizer, freeze tuning): written for people, but not counted by the
+#: adoption census, which measures PEFT techniques
+DISPLAY_ONLY: dict[str, str] = {
+    "galore": "GaLore", "galore_layerwise": "GaLore (layer-wise)", "galore_8bit": "GaLore 8-bit",
+    "apollo": "APOLLO", "apollo_mini": "APOLLO-Mini", "badam": "BAdam", "adam_mini": "Adam-mini",
+    "lomo": "LOMO", "adalomo": "AdaLomo", "freeze": "freeze tuning",
+}
+
+
 def display_name(name: str) -> str:
     """How a technique is written for people ("lora" -> "LoRA"); unknown names unchanged."""
-    aliases = ALIASES.get(name.strip().lower())
-    return aliases[0] if aliases else name
+    key = name.strip().lower()
+    aliases = ALIASES.get(key)
+    return aliases[0] if aliases else DISPLAY_ONLY.get(key, name)
 
 
 def technique_for_alias(alias: str) -> str | None:
