@@ -251,6 +251,8 @@ def _config_label(run: RunSummary) -> str:
     if run.source == "peftbench":
         lr = f" lr={run.lr:g}" if isinstance(run.lr, int | float) else ""
         train = run.spec.get("train") or {}
+        if run.scores_note:  # trained to measure costs only (random weights, memory-only)
+            return f"{run.method}{lr} (cost only)"
         if train.get("eval_test") is False:  # a tournament's tuning run: validation only
             stop = train.get("stop_after")
             return f"{run.method}{lr} (tuning{f', {stop} steps' if stop else ''})"

@@ -38,10 +38,21 @@ def all_tied(aggs: Sequence[Aggregate]) -> bool:
     return len(values) >= 2 and max(values) - min(values) <= SAME_SCORE  # type: ignore[operator]
 
 
+def unmeasured_note(aggs: Sequence[Aggregate]) -> str | None:
+    """Why no contestant has a test score, when their runs were cost-only (random weights
+    from a config, a memory-only tournament): their scores are missing, not zero."""
+    if scored(aggs):
+        return None
+    notes = [r.scores_note for a in aggs for r in a.runs if r.scores_note]
+    if not notes:
+        return None
+    return f"test scores {notes[0]}"
+
+
 def score_caveats(aggs: Sequence[Aggregate]) -> list[str]:
     """Plain lines on what the test scores of ``aggs`` cannot tell: a tiny test split, and
     contestants that all scored the same ([] when neither applies)."""
-    lines = []
+    lines = [note] if (note := unmeasured_note(aggs)) else []
     items = test_items_count(scored(aggs))
     if items is not None and items < TINY_TEST:
         half = 1.96 * math.sqrt(0.25 / items)

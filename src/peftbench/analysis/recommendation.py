@@ -50,6 +50,8 @@ class Recommendation:
     caveats: list[str] = field(default_factory=list)
     #: every remaining technique has the same test score: there is no best
     tied: bool = False
+    #: why nothing is ranked when no run measured the optimized metric ("" otherwise)
+    unmeasured: str = ""
 
     @property
     def best(self) -> Aggregate | None:
@@ -91,7 +93,7 @@ class Recommendation:
         lines = [f"Recommendation{where} — optimize {metric.name} {self.optimize.arrow()}, "
                  f"constraints: {cons}"]
         if not self.ranked:
-            lines.append("No technique satisfies the constraints.")
+            lines.append(self.unmeasured or "No technique satisfies the constraints.")
         elif self.best is None:
             lines.append(f"No best: every technique has the same {metric.name}.")
             lines += [f"  tied: {describe(agg, metric)}" for agg in self.ranked]
@@ -170,8 +172,17 @@ def recommend(runs: Sequence[RunSummary], optimize: str = "test_score",
     first = runs[0]
     on_test = spec.name == "test_score"
     return Recommendation(spec, described, ranked, excluded, first.task, first.model,
-                          score_caveats(ranked) if on_test else [],
-                          on_test and all_tied(ranked))
+                          score_caveats(ranked or configs) if on_test else [],
+                          on_test and all_tied(ranked), _unmeasured(configs, spec))
+
+
+def _unmeasured(configs: Sequence[Aggregate], spec: MetricSpec) -> str:
+    """A line for when no configuration measured ``spec``'s metric (cost-only runs leave
+    their scores out): a cost is the thing to optimize then."""
+    if any(a.value(spec.name) is not None for a in configs):
+        return ""
+    return (f"No run measured {spec.name}: nothing to rank on; optimize a cost instead, "
+            "e.g. --optimize peak_memory or --optimize train_time")
 
 
 def _require_single_group(runs: Sequence[RunSummary]) -> None:

@@ -164,6 +164,8 @@ class RunSummary:
     memory_breakdown: dict[str, float] = field(default_factory=dict)
     #: the file beside the result holding each test item's answer (None when none was saved)
     answers_path: str | None = None
+    #: why the run measured no score (a cost-only run); None when it did
+    scores_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -254,6 +256,7 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
                           if isinstance(train_info.get(k), int | float)},
         answers_path=str(Path(path).with_name(view.answers_file))
         if path and view.answers_file else None,
+        scores_note=view.scores_note,
     )
 
 
