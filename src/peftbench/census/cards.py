@@ -180,6 +180,9 @@ def iter_cards(source: str, columns: CardColumns = CardColumns()) -> Iterator[Ca
 
 
 def _parquet_file(path: Path) -> Any:
+    from peftbench.optional import require
+
+    require(["pyarrow"], f"reading {path.name} (Parquet)")
     import pyarrow.parquet as pq
 
     try:
@@ -225,6 +228,9 @@ def _json_row(line: str, path: Path, number: int) -> dict[str, Any]:
 
 
 def _iter_hub(dataset_id: str, columns: CardColumns) -> Iterator[Card]:
+    from peftbench.optional import require
+
+    require(["datasets"], f"streaming {dataset_id} from the hub")
     from datasets import load_dataset
 
     try:

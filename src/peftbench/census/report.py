@@ -129,6 +129,9 @@ def plot_census(report: Mapping[str, Any], path: str | os.PathLike[str], top: in
     One panel per census; for each of the ``top`` techniques two bars: its share of the items
     naming exactly one technique, and its share of the items mentioning any.
     """
+    from peftbench.optional import require
+
+    require(["matplotlib"], "the census chart")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -34,6 +34,9 @@ def app_(
     """Serve the interactive dashboard (Gradio) over the given result folders.
 
     Gradio prints its address once it is up; Ctrl-C stops it."""
+    from peftbench.optional import require
+
+    require(["gradio", "plotly", "pandas"], "peftbench app (the dashboard)")
     from peftbench.analysis.app import serve
 
     check_port(host, port)

@@ -67,6 +67,9 @@ def report(
     """Write report.html (self-contained, interactive), PNG charts and report.md.
 
     The written files' paths go to stdout, one per line."""
+    from peftbench.optional import require
+
+    require(["plotly", "matplotlib"], "peftbench report (its charts)")
     from peftbench.analysis.report import write_report
 
     out = out if out is not None else default_folder(dirs)

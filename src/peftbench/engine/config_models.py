@@ -160,11 +160,12 @@ def build_random(config: Any, kind: ModelKind, num_labels: int, seed: int) -> nn
 
     if kind != "causal-lm":
         config = config.__class__(**{**config.to_dict(), "num_labels": num_labels})
+    auto = AutoModelForCausalLM if kind == "causal-lm" else AutoModelForSequenceClassification
     with params_on_meta():
-        if kind == "causal-lm":
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        else:
-            model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+        model = auto.from_config(config, dtype=torch.float32)
+    if any(b.is_meta for b in model.buffers()):  # built lazily by this transformers: no shortcut
+        torch.manual_seed(seed)
+        return auto.from_config(config, dtype=torch.float32).float()
     materialize(model, float(getattr(config, "initializer_range", 0.02) or 0.02), seed)
     return model.float()
 

@@ -36,6 +36,9 @@ def load_hub_rows(
     if problem:
         raise UserError(f"could not load {where}: {problem}; pass a local copy with --data or "
                         "the task option data=PATH")
+    from peftbench.optional import require
+
+    require(["datasets"], f"loading {repo} from the hub")
     import datasets
 
     try:
