@@ -27,7 +27,8 @@ ZERO_ALLOWED = {("run", "--eval-every"), ("run", "--weight-decay"), ("run", "--s
                 ("export", "--min-score-ratio")}
 #: path options that name something to write, not to read
 OUTPUTS = {("run", "--out"), ("tournament", "--out"), ("report", "--out"), ("export", "--out"),
-           ("census", "--out"), ("census", "--chart")}
+           ("census", "--out"), ("census", "--chart"), ("space", "--out"),
+           ("run", "--tracking-dir"), ("tournament", "--tracking-dir")}
 
 
 def verbs() -> dict[str, Any]:
@@ -69,7 +70,7 @@ def work(tmp_path, monkeypatch) -> Path:
 def required(verb: str, inputs: Path) -> list[str]:
     """What a verb needs besides the option under test, so that parsing reaches it."""
     return {"recommend": [str(inputs / "results")], "report": [str(inputs / "results")],
-            "app": [str(inputs / "results")],
+            "app": [str(inputs / "results")], "space": [str(inputs / "results")],
             "export": [str(inputs / "result.json"), "--out", "exported"]}.get(verb, [])
 
 

@@ -1,7 +1,7 @@
 """The `peftbench` command line: one Typer app, each verb a thin call into the modules.
 
 One module per verb (`run`, `tournament`, `recommend`, `report`, `dashboard` for `app`,
-`census`, `methods`, `export`, `tasks`): its command function, its examples, and
+`space`, `census`, `methods`, `export`, `tasks`): its command function, its examples, and
 `register(app)`, which adds it through `options.add_verb`. The options several verbs take are
 declared once in `options`; tables, consoles and progress displays are in `display`.
 
@@ -25,6 +25,7 @@ from peftbench.cli import (
     recommend,
     report,
     run,
+    space,
     tasks,
     tournament,
 )
@@ -63,7 +64,8 @@ def _root(
 
 
 # in the order `peftbench --help` lists them
-for _verb in (run, tournament, recommend, report, dashboard, export, methods, tasks, census):
+for _verb in (run, tournament, recommend, report, dashboard, space, export, methods, tasks,
+              census):
     _verb.register(app)
 
 

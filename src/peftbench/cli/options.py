@@ -295,6 +295,17 @@ def as_usage_error(check: Callable[[Any], Any], value: Any) -> None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def check_report_to(value: str | None) -> str | None:
+    """``--report-to``: known tracker names whose packages are installed (else a usage error
+    naming the closest name, or the extra to install)."""
+    if value is None:
+        return value
+    from peftbench.trackers import check_installed, parse_report_to
+
+    as_usage_error(lambda text: check_installed(parse_report_to(text)), value)
+    return value
+
+
 def check_metric(value: str) -> str:
     """A metric name, optionally with :min or :max (``--optimize``, ``--x``, ``--y``)."""
     from peftbench.analysis.metrics import parse_metric_spec
@@ -384,3 +395,12 @@ OnlyModel = Annotated[str | None, typer.Option(
 #: a machine-readable summary on stdout (run, tournament, recommend)
 AsJson = Annotated[bool, typer.Option(
     "--json", help="print a machine-readable JSON summary on stdout instead of text")]
+#: experiment trackers each run reports to (run, tournament)
+ReportTo = Annotated[str, typer.Option(
+    callback=check_report_to, metavar="TRACKERS",
+    help="experiment trackers each run reports to, from its own process, offline: any of "
+         "tensorboard,mlflow,wandb,trackio (pip install 'peftbench[trackers]'), or none")]
+#: where the trackers keep their local stores (run, tournament)
+TrackingDir = Annotated[Path, typer.Option(
+    file_okay=False, help="folder of the trackers' local stores, one sub-folder per tracker "
+                          "(outside the results folder)")]

@@ -19,11 +19,13 @@ from peftbench.cli.options import (
     Data,
     GeneralText,
     Model,
+    ReportTo,
     ResultsFolder,
     ShowProgress,
     Targets,
     Task,
     TaskOpts,
+    TrackingDir,
     add_verb,
     check_method,
     non_negative,
@@ -103,6 +105,8 @@ def run(
         help="a JSON experiment spec (as in a result's run_info.peftbench.spec); other options "
              "override it")] = None,
     out: ResultsFolder = Path("results"),
+    report_to: ReportTo = "none",
+    tracking_dir: TrackingDir = Path("trackers"),
     progress: ShowProgress = True,
     as_json: AsJson = False,
 ) -> None:
@@ -111,7 +115,9 @@ def run(
     The result file's path goes to stdout (`--json`: a summary of the run), progress and the
     summary line to stderr, so `RESULT=$(peftbench run …)` captures the path. A mistake in
     the options, the config or the data stops before anything is trained (exit 2)."""
+    from peftbench.cli.display.trackers import print_tracking
     from peftbench.engine.experiment import run_experiment
+    from peftbench.trackers import tracking_config
 
     spec = build_spec(
         spec_file, experiment, model=model, task=task, method=method,
@@ -123,7 +129,8 @@ def run(
                      eval_every=eval_every, eval_batch_size=eval_batch_size,
                      max_new_tokens=max_new_tokens, seed=seed))
     check_inputs(spec)
-    outcome = run_experiment(spec, out, progress=progress)
+    tracking = tracking_config(report_to, tracking_dir, results=out)
+    outcome = run_experiment(spec, out, progress=progress, tracking=tracking)
     info = outcome.result["train_info"]
     if outcome.ok:
         console.print(run_summary_line(info), soft_wrap=True)
@@ -131,6 +138,7 @@ def run(
     else:
         console.print(f"[bold red]run failed:[/] {outcome.result['run_info']['error_msg']}",
                       highlight=False, soft_wrap=True)
+    print_tracking(tracking)
     typer.echo(json.dumps(run_json(outcome), indent=1) if as_json else str(outcome.path))
     if not outcome.ok:
         raise typer.Exit(1)

@@ -23,11 +23,13 @@ from peftbench.cli.options import (
     Data,
     GeneralText,
     Model,
+    ReportTo,
     ResultsFolder,
     ShowProgress,
     Targets,
     Task,
     TaskOpts,
+    TrackingDir,
     add_verb,
     executor_names,
     one_of,
@@ -87,6 +89,8 @@ def tournament(
     eta: Annotated[int, typer.Option(
         min=2, help="halving keeps 1/eta of the rates per rung")] = 3,
     out: ResultsFolder = Path("tournament"),
+    report_to: ReportTo = "none",
+    tracking_dir: TrackingDir = Path("trackers"),
     data: Data = None,
     task_opt: TaskOpts = None,
     train_opt: Annotated[list[str] | None, typer.Option(
@@ -131,6 +135,8 @@ def tournament(
     OUT/results.md; the plan, progress and notes go to stderr. Results are named by their
     spec's content hash: the same command again resumes in --out, skipping finished runs."""
     from peftbench import tournament as tm
+    from peftbench.cli.display.trackers import print_tracking
+    from peftbench.trackers import prepare_stores, tracking_config
 
     budget = _budget(preset, task)
     methods = methods or budget.get("methods", "preset:quick")
@@ -156,6 +162,7 @@ def tournament(
     if cfg.general_text and cfg.train.forgetting_samples:
         check_general_text(cfg.general_text)  # before the calibration run reads it
     plan = tm.make_plan(cfg, _model_kind(cfg))
+    tracking = tracking_config(report_to, tracking_dir, group=out.resolve().name, results=out)
     runner = _executor(executor, jobs, ray_address, run_timeout)
     try:
         calibration = None
@@ -168,13 +175,15 @@ def tournament(
             return
         console.print(plan_table(plan))
         console.print(plan_summary(plan, calibration, out), highlight=False)
+        prepare_stores(tracking)
         display = TournamentDisplay(progress)
         with display:
             outcome = tm.Tournament(plan, out, runner, display, save_adapters,
-                                    retry_failed).run()
+                                    retry_failed, tracking=tracking).run()
     finally:
         runner.close()
     show_results(outcome, out, as_json)
+    print_tracking(tracking)
     if not any(t.finals and any(r.status == "success" for r in t.finals)
                for t in outcome.techniques.values()):
         raise typer.Exit(1)

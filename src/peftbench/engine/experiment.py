@@ -39,6 +39,7 @@ from peftbench.engine.measure import (
     system_info,
     tensor_bytes,
 )
+from peftbench.engine.model_card import write_model_card
 from peftbench.engine.prepared import (
     Prepared,
     encode_examples,
@@ -60,9 +61,11 @@ from peftbench.engine.results import (
     sanitize,
 )
 from peftbench.engine.spec import ExperimentSpec
+from peftbench.engine.tracking import finish_tracking, open_tracking
 from peftbench.engine.train import train
 from peftbench.errors import UserError
 from peftbench.methods.base import Method
+from peftbench.trackers import RunTracking, TrackingConfig
 
 __all__ = ["BASE_PROBES_DIR", "Prepared", "RunOutcome", "base_probes_key", "build_result",
            "encode_examples", "items_fingerprint", "model_kind", "prepare", "run_experiment",
@@ -93,12 +96,15 @@ class RunOutcome:
 
 
 def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool | Any = True,
-                   save_adapter: bool = True) -> RunOutcome:
+                   save_adapter: bool = True, tracking: TrackingConfig | None = None
+                   ) -> RunOutcome:
     """Run ``spec`` and write ``out_dir/<name>--<hash>.json`` (+ the adapter under
-    ``out_dir/adapters/``). User errors raise `UserError` before anything is written.
+    ``out_dir/adapters/``, with its model card). User errors raise `UserError` before anything
+    is written.
 
     ``progress`` is True/False for Rich bars on stderr, or a display object with Rich's
     ``add_task``/``update`` (a tournament worker reports to its parent that way).
+    ``tracking`` names the experiment trackers the run reports to, from this process.
     """
     started = time.perf_counter()
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -106,19 +112,27 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
     prep = prepare(spec)
     path = out_dir / result_filename(spec.display_name(), spec.content_hash())
     adapter_dir = out_dir / "adapters" / path.stem if save_adapter else None
+    tracker = open_tracking(spec, path.stem, tracking)
     measured = Measurements()
     error = ""
     try:
         with _display(progress) as bar:
-            measured = _train_and_measure(prep, bar, adapter_dir, out_dir / BASE_PROBES_DIR)
+            measured = _train_and_measure(prep, bar, adapter_dir, out_dir / BASE_PROBES_DIR,
+                                          tracker)
     except UserError:  # e.g. a config PEFT only rejects when applied: the user's to fix
+        finish_tracking(tracker, {}, path, None, None, ok=False)
         raise
     except Exception as exc:  # a run's crash is its result, not the caller's crash
         error = _describe_error(exc)
     answers = _save_answers(path, measured)
     result = build_result(prep, measured, error, created, time.perf_counter() - started,
                           answers_file=answers)
+    adapter = Path(measured.adapter_path) if measured.adapter_path else None
+    if adapter is not None and not error:
+        write_model_card(adapter, result)
     atomic_write_json(path, sanitize(result))
+    finish_tracking(tracker, result, path, path.parent / answers if answers else None, adapter,
+                    ok=not error)
     return RunOutcome(path, result)
 
 
@@ -143,7 +157,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
-                       probes_dir: Path | None = None) -> Measurements:
+                       probes_dir: Path | None = None,
+                       tracker: RunTracking | None = None) -> Measurements:
     spec, params, dev, amp = prep.spec, prep.spec.train, prep.device, prep.amp_dtype
     _seed_everything(params.seed)
     model = prep.loaded.model.to(dev)
@@ -162,7 +177,9 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
                         "(its config selects nothing here)")
     m.param_bytes = tensor_bytes({id(p): p for p in model.parameters()}.values())
     m.lr = params.lr or prep.method.default_lr
-    _train(prep, model, bar, m, validate=scores)
+    if tracker is not None:  # its imports before training's memory figures are reset
+        tracker.start()
+    _train(prep, model, bar, m, validate=scores, on_log=tracker.log if tracker else None)
     if params.eval_test and scores:
         m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
         m.test_items = [int(a.correct) for a in m.test_answers]
@@ -182,9 +199,10 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
 
 
 def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements,
-           validate: bool = True) -> None:
+           validate: bool = True, on_log: Any = None) -> None:
     """Train ``model`` and record what training measured in ``m`` (validating on the way
-    unless ``validate`` is False: a cost-only run)."""
+    unless ``validate`` is False: a cost-only run); ``on_log(step, metrics)`` gets each
+    step's and validation's figures (the experiment trackers)."""
     spec, params = prep.spec, prep.spec.train
     features = encode_examples(prep, prep.splits["train"])
     memory = MemoryTracker(prep.device)
@@ -198,7 +216,7 @@ def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements,
                         amp_dtype=prep.amp_dtype, memory=memory,
                         validate=(lambda: score_split(prep, model, "validation", bar,
                                                       "validation")) if validate else None,
-                        metric=prep.task.metric, on_step=on_step)
+                        metric=prep.task.metric, on_step=on_step, on_log=on_log)
     # counted after training: building the optimizer may freeze parameters (LoRA-FA)
     m.num_trainable_params, m.num_total_params = outcome.trainable_params, outcome.total_params
     m.memory = memory.report(param_bytes=m.param_bytes, trainable_bytes=outcome.trainable_bytes,

@@ -77,11 +77,14 @@ def train(
     validate: Callable[[], float] | None = None,
     metric: str = "accuracy",
     on_step: Callable[[int, float], None] | None = None,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` for ``params.steps_to_run()`` optimizer steps (the schedule spans
     ``params.max_steps``); validate every ``params.resolved_eval_every()`` steps and at the end.
 
-    ``on_step(step, loss)`` reports progress. Raises `NonFiniteLossError` on a NaN/inf loss.
+    ``on_step(step, loss)`` reports progress; ``on_log(step, metrics)`` gets each step's
+    ``train/loss`` and ``train/learning_rate`` and each validation's ``valid/<metric>`` (what
+    experiment trackers plot). Raises `NonFiniteLossError` on a NaN/inf loss.
     """
     from transformers import get_scheduler
 
@@ -109,6 +112,7 @@ def train(
     model.train()
     for step in range(1, last_step + 1):
         t_before = clock.total
+        step_lr = current_lr(optimizer)
         with clock:
             loss, tokens = _optimizer_step(model, optimizer, scheduler, trainable, order,
                                            features, params, pad_id, device, amp_dtype, meter)
@@ -126,6 +130,8 @@ def train(
             out.loss_curve.append((step, loss))
         if on_step:
             on_step(step, loss)
+        if on_log:
+            on_log(step, {"train/loss": loss, "train/learning_rate": step_lr})
         if step % eval_every == 0 or step == last_step:
             entry = {"step": step, "train loss": sum(window_losses) / len(window_losses),
                      "train samples": out.train_samples, "train time": window_time,
@@ -137,6 +143,8 @@ def train(
                 model.train()
                 entry[f"valid {metric}"] = out.final_valid
                 entry["eval time"] = time.perf_counter() - t0
+                if on_log:
+                    on_log(step, {f"valid/{metric}": out.final_valid})
             entry["elapsed time"] = time.perf_counter() - started
             out.metrics.append(entry)
             window_losses, window_time, window_tokens = [], 0.0, 0.0
@@ -146,6 +154,13 @@ def train(
     out.activation_bytes = meter.peak
     optimizer.zero_grad(set_to_none=True)
     return out
+
+
+def current_lr(optimizer: Any) -> float:
+    """The learning rate the next optimizer step uses (its first parameter group's; 0.0 for
+    an optimizer without groups)."""
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    return float(groups[0].get("lr", 0.0))
 
 
 def loss_log_interval(steps: int, points: int = 200) -> int:

@@ -48,9 +48,13 @@ def die_with_parent() -> None:
         os._exit(EXIT_FAILED)
 
 
-def worker_args(spec_file: Path, out_dir: Path, *, save_adapter: bool = True) -> list[str]:
-    """The arguments of a worker that runs ``spec_file`` into ``out_dir``."""
+def worker_args(spec_file: Path, out_dir: Path, *, save_adapter: bool = True,
+                tracking: str | None = None) -> list[str]:
+    """The arguments of a worker that runs ``spec_file`` into ``out_dir`` (``tracking``: the
+    experiment trackers' settings, `peftbench.trackers.TrackingConfig.to_arg`)."""
     args = [str(spec_file), str(out_dir)]
+    if tracking:
+        args += ["--tracking", tracking]
     return args if save_adapter else [*args, "--no-adapter"]
 
 
@@ -70,22 +74,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec_file", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--no-adapter", action="store_true", help="do not save the adapter")
+    parser.add_argument("--tracking", metavar="JSON", help="experiment trackers' settings")
     args = parser.parse_args(argv)
     die_with_parent()
-    return run_spec(args.spec_file, args.out_dir, save_adapter=not args.no_adapter)
+    return run_spec(args.spec_file, args.out_dir, save_adapter=not args.no_adapter,
+                    tracking=args.tracking)
 
 
-def run_spec(spec_file: Path, out_dir: Path, *, save_adapter: bool = True) -> int:
-    """Run the spec in ``spec_file``, reporting progress on stdout; returns the exit code."""
+def run_spec(spec_file: Path, out_dir: Path, *, save_adapter: bool = True,
+             tracking: str | None = None) -> int:
+    """Run the spec in ``spec_file``, reporting progress on stdout (and to the trackers that
+    ``tracking`` names, from this process); returns the exit code."""
     from peftbench.engine.experiment import run_experiment
     from peftbench.engine.progress import EventProgress
     from peftbench.engine.spec import parse_spec
     from peftbench.errors import UserError
+    from peftbench.trackers import TrackingConfig
 
     try:
         spec = parse_spec(json.loads(spec_file.read_text()))
         outcome = run_experiment(spec, out_dir, progress=EventProgress(sys.stdout),
-                                 save_adapter=save_adapter)
+                                 save_adapter=save_adapter,
+                                 tracking=TrackingConfig.from_arg(tracking) if tracking else None)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR

@@ -24,6 +24,7 @@ from peftbench.tournament.storage import (
     remove_leftovers,
     write_manifest,
 )
+from peftbench.trackers import TrackingConfig
 
 # --------------------------------------------------------------------------------------------
 # Choosing on validation
@@ -77,10 +78,11 @@ class Tournament:
 
     def __init__(self, plan: Plan, out_dir: Path, executor: Executor,
                  hooks: Hooks | None = None, save_adapters: bool = True,
-                 retry_failed: bool = False) -> None:
+                 retry_failed: bool = False, tracking: TrackingConfig | None = None) -> None:
         self.plan, self.cfg, self.out_dir = plan, plan.cfg, Path(out_dir)
         self.executor, self.hooks = executor, hooks or Hooks()
         self.save_adapters = save_adapters
+        self.tracking = tracking  # experiment trackers every run reports to (None: none)
         # after a fix, failed runs are worth another try; by default they are results
         self.finished = (STATUS_SUCCESS,) if retry_failed else FINISHED
         self.outcomes = {m: TechniqueOutcome(m) for m in plan.methods}
@@ -191,7 +193,7 @@ class Tournament:
             self.hooks.finished(record)
         for record in self.executor.run(todo, self.out_dir, save_adapter=self._saves(stage),
                                         on_start=self.hooks.started,
-                                        on_event=self.hooks.event):
+                                        on_event=self.hooks.event, tracking=self.tracking):
             records.append(record)
             self.hooks.finished(record)
         return records

@@ -35,6 +35,7 @@ from peftbench.tournament.executors.local import (
     threads_per_run,
 )
 from peftbench.tournament.executors.ray import RayExecutor, run_remotely, write_payload
+from peftbench.trackers import TrackingConfig
 
 __all__ = [
     "EXECUTORS",
@@ -76,9 +77,11 @@ class Executor(Protocol):
 
     def run(self, specs: list[ExperimentSpec], out_dir: Path, *, save_adapter: bool = True,
             on_start: Callable[[ExperimentSpec], None] | None = None,
-            on_event: EventHandler | None = None) -> Iterator[RunRecord]:
+            on_event: EventHandler | None = None,
+            tracking: TrackingConfig | None = None) -> Iterator[RunRecord]:
         """Run ``specs``, writing their results into ``out_dir``; yield each record as its
-        run ends (a failed run too: its result file says why)."""
+        run ends (a failed run too: its result file says why). Each run reports to the
+        experiment trackers ``tracking`` names, from its own process."""
         ...
 
     def close(self) -> None:

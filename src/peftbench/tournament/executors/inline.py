@@ -15,6 +15,7 @@ from peftbench.tournament.executors.base import (
     record_failure,
     result_path,
 )
+from peftbench.trackers import TrackingConfig
 
 
 class InlineExecutor:
@@ -37,8 +38,10 @@ class InlineExecutor:
 
     def run(self, specs: list[ExperimentSpec], out_dir: Path, *, save_adapter: bool = True,
             on_start: Callable[[ExperimentSpec], None] | None = None,
-            on_event: EventHandler | None = None) -> Iterator[RunRecord]:
-        """Run each spec with `run_experiment`; a user error becomes a failed result."""
+            on_event: EventHandler | None = None,
+            tracking: TrackingConfig | None = None) -> Iterator[RunRecord]:
+        """Run each spec with `run_experiment` (reporting to the trackers ``tracking`` names);
+        a user error becomes a failed result."""
         from peftbench.engine.experiment import run_experiment
 
         for spec in specs:
@@ -47,7 +50,7 @@ class InlineExecutor:
             started = time.perf_counter()
             try:
                 outcome = run_experiment(spec, out_dir, progress=False,
-                                         save_adapter=save_adapter)
+                                         save_adapter=save_adapter, tracking=tracking)
             except UserError as exc:
                 yield record_failure(spec, result_path(spec, out_dir), STATUS_FAILED, str(exc),
                                       time.perf_counter() - started)

@@ -38,6 +38,7 @@ from peftbench.tournament.executors.base import (
     record_failure,
     result_path,
 )
+from peftbench.trackers import TrackingConfig
 
 #: a worker process started cold, or forked warm by a zygote
 WorkerProcess = subprocess.Popen | WarmProcess
@@ -53,14 +54,15 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
                       save_adapter: bool = True, on_event: EventHandler | None = None,
                       live: set[WorkerProcess] | None = None,
                       stopping: threading.Event | None = None,
-                      threads: int | None = None, zygote: Zygote | None = None) -> RunRecord:
+                      threads: int | None = None, zygote: Zygote | None = None,
+                      tracking: TrackingConfig | None = None) -> RunRecord:
     """Run ``spec`` in a `peftbench.engine.worker` process; contain whatever happens to it.
 
     ``timeout`` (seconds) kills the run's whole process group and records it as timed out.
     ``live`` collects the running process so that the caller can kill it on interruption;
     a run killed that way (``stopping`` set) writes nothing, so that a resumed tournament
     runs it again. ``zygote`` forks the worker warm where it can; a run whose zygote died
-    under it runs again, cold.
+    under it runs again, cold. ``tracking``: the experiment trackers the run reports to.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     target = result_path(spec, out_dir)
@@ -70,7 +72,8 @@ def run_in_subprocess(spec: ExperimentSpec, out_dir: Path, *, timeout: float | N
                                      delete=False) as fh:
         fh.write(spec.model_dump_json())
         spec_file = Path(fh.name)
-    args = worker_args(spec_file, out_dir, save_adapter=save_adapter)
+    args = worker_args(spec_file, out_dir, save_adapter=save_adapter,
+                       tracking=tracking.to_arg() if tracking else None)
     stderr_tail: deque[str] = deque(maxlen=40)
     try:
         proc = _start(args, threads, zygote)
@@ -238,7 +241,8 @@ class LocalExecutor:
 
     def run(self, specs: list[ExperimentSpec], out_dir: Path, *, save_adapter: bool = True,
             on_start: Callable[[ExperimentSpec], None] | None = None,
-            on_event: EventHandler | None = None) -> Iterator[RunRecord]:
+            on_event: EventHandler | None = None,
+            tracking: TrackingConfig | None = None) -> Iterator[RunRecord]:
         """Run ``specs``; yield each record as its run ends. Interruption kills the runs."""
         pending = list(specs)
         zygote = self._zygote_for_runs()
@@ -255,7 +259,7 @@ class LocalExecutor:
                                          on_event=on_event, live=self._live,
                                          stopping=self._stopping,
                                          threads=threads_per_run(self.jobs),
-                                         zygote=zygote)
+                                         zygote=zygote, tracking=tracking)
                     running[future] = spec
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:

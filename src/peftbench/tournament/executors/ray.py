@@ -25,6 +25,7 @@ from peftbench.tournament.executors.base import (
     result_path,
 )
 from peftbench.tournament.executors.local import run_in_subprocess
+from peftbench.trackers import TrackingConfig
 
 
 class RayExecutor:
@@ -70,8 +71,10 @@ class RayExecutor:
 
     def run(self, specs: list[ExperimentSpec], out_dir: Path, *, save_adapter: bool = True,
             on_start: Callable[[ExperimentSpec], None] | None = None,
-            on_event: EventHandler | None = None) -> Iterator[RunRecord]:
-        """Submit every spec; yield each record as its run ends (files written locally)."""
+            on_event: EventHandler | None = None,
+            tracking: TrackingConfig | None = None) -> Iterator[RunRecord]:
+        """Submit every spec; yield each record as its run ends (files written locally).
+        Trackers (``tracking``) write their local stores on the node that runs each spec."""
         ray = self.ray
         options = {"num_gpus": 1, "num_cpus": 0} if self.gpus else {"num_cpus": 1}
         remote = ray.remote(max_retries=0, **options)(run_remotely)
@@ -79,7 +82,8 @@ class RayExecutor:
         for spec in specs:
             if on_start:
                 on_start(spec)
-            refs[remote.remote(spec.model_dump_json(), self.timeout, save_adapter)] = spec
+            refs[remote.remote(spec.model_dump_json(), self.timeout, save_adapter,
+                               tracking.to_arg() if tracking else None)] = spec
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)
@@ -101,11 +105,14 @@ class RayExecutor:
         self.ray.shutdown()
 
 
-def run_remotely(spec_json: str, timeout: float | None, save_adapter: bool) -> dict[str, Any]:
+def run_remotely(spec_json: str, timeout: float | None, save_adapter: bool,
+                 tracking: str | None = None) -> dict[str, Any]:
     """The Ray task: run one spec in a worker process on this node; return its files' bytes."""
     spec = ExperimentSpec.model_validate_json(spec_json)
+    config = TrackingConfig.from_arg(tracking) if tracking else None
     with tempfile.TemporaryDirectory(prefix="peftbench-ray-") as tmp:
-        record = run_in_subprocess(spec, Path(tmp), timeout=timeout, save_adapter=save_adapter)
+        record = run_in_subprocess(spec, Path(tmp), timeout=timeout, save_adapter=save_adapter,
+                                   tracking=config)
         files = {}
         adapter = record.view.adapter_path
         if adapter and Path(adapter).is_dir():
