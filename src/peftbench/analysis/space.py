@@ -82,10 +82,10 @@ def readme(title: str, pins: list[str], count: int) -> str:
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         tags=["peftbench", "peft"], emoji="📊", colorFrom="indigo", colorTo="green",
         pinned=False, short_description="Which fine-tuning technique? A peftbench comparison")
-    return (f"---\n{data.to_yaml()}\n---\n\n# {title}\n\nThe peftbench dashboard over {count} result files "
-            f"(in `{RESULTS_DIR}/`): Pareto plots of any two measured figures, filters, "
-            "a recommendation under constraints, the wrong answers, and run-by-run "
-            "comparisons. Written by `peftbench space`; run it locally with "
+    return (f"---\n{data.to_yaml()}\n---\n\n# {title}\n\nThe peftbench dashboard over "
+            f"{count} result files (in `{RESULTS_DIR}/`): Pareto plots of any two measured "
+            "figures, filters, a recommendation under constraints, the wrong answers, and "
+            "run-by-run comparisons. Written by `peftbench space`; run it locally with "
             f"`pip install -r requirements.txt && python {APP_FILE}`.\n")
 
 
