@@ -207,6 +207,54 @@ def _times(figures: dict, reference: dict, key: str) -> str:
     return f"×{a / b:.2f}" if a is not None and b else "—"
 
 
+NOT_ON_GPU = ["Not measured yet on a GPU: no CUDA machine has run `benchmarks/gpu_check.py` "
+              "(without CUDA it", "only checks its own plumbing on the CPU and writes nothing); "
+              "on one, it writes", "`docs/gpu_check.json`, from which this table is made."]
+
+
+def gpu_table(data: dict) -> list[str]:
+    """The CUDA check (`benchmarks/gpu_check.py`): per model and technique the harness's peak
+    memory against `torch.cuda.max_memory_allocated` around a bare loop, the step time against
+    that loop's, bf16 throughput as a share of the measured matmul peak; then the device, the
+    tournaments and the checks. Without GPU figures: says they are not measured yet."""
+    gpu = (data.get("environment") or {}).get("gpu")
+    if not gpu or not data.get("runs"):
+        return list(NOT_ON_GPU)
+    lines = ["| model | technique | peak memory (harness) | bare loop's max_memory_allocated "
+             "| harness / bare | step: harness / bare | tokens/s | share of bf16 peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["runs"]:
+        if r.get("status") != "success":
+            lines.append(f"| {r['model']} | {r['method']} | failed: {r.get('error')} "
+                         "| | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['method']} | {_mib(r['peak_memory'])} | "
+                     f"{_mib(r['bare_max_allocated'])} | {_ratio(r['memory_ratio'])} | "
+                     f"{_ratio(r['step_ratio'])} | {r['tokens_per_sec'] or 0:,.0f} | "
+                     f"{_pct(r.get('peak_share'))} |")
+    return lines + ["", _gpu_notes(data, gpu)]
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _gpu_notes(data: dict, gpu: dict) -> str:
+    """The line under the GPU table: device, versions, tournaments, checks."""
+    env, peak = data["environment"], data.get("matmul_peak_tflops") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
+    parts = [f"{gpu['name']} ({gpu['memory'] / 2**30:.0f} GiB), bf16 matmul peak "
+             f"{peak.get('bfloat16', 0):.0f} TFLOP/s measured; {versions}"]
+    for name, label in (("tournament", "tiny tournament"), ("memory_only", "memory-only "
+                                                            "tournament on config:llama-3.2-1b")):
+        part = data.get(name) or {}
+        parts.append(f"{label}: {'ran' if part.get('exit_code') == 0 else 'FAILED'} "
+                     f"({part.get('seconds', 0):.0f} s)")
+    failed = [name for name, ok in (data.get("checks") or {}).items() if not ok]
+    parts.append("checks failed: " + ", ".join(failed) if failed else "every check passed")
+    return "; ".join(parts) + f" (`benchmarks/gpu_check.py`, {data.get('created_at', '')[:10]})."
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
@@ -214,6 +262,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "breakdown-table": ("bench_verdict.json", breakdown_table),
     "startup-table": ("bench_tournament.json", startup_table),
     "cli-table": ("bench_cli.json", cli_table),
+    "gpu-table": ("gpu_check.json", gpu_table),
     "full-ft-table": ("bench_full_ft.json", full_ft_table),
 }
 
