@@ -27,6 +27,9 @@ into ``wheels/``) and run, from the checkout::
     pip install --no-index --find-links wheels pydantic typer rich
     pip install --no-deps --no-build-isolation -e .   # or nothing: src/ is used as it is
     PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py [--out docs/gpu_check.json]
+
+(on a lent machine whose files come back only from ``$OUT``: ``--out $OUT/gpu_check.json``,
+then copy it to ``docs/`` and run ``scripts/gen_readme_tables.py``).
 """
 
 from __future__ import annotations
