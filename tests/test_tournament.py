@@ -100,8 +100,10 @@ def test_halving_rungs_and_budget():
 # ------------------------------------------------------------------------------ fairness
 
 
-def test_same_data_order_for_every_technique_and_rate(tmp_path):
-    cfg = tiny_config(methods=["lora", "prompt_tuning"])
+@pytest.mark.parametrize("bucket_batches", [0, 3])
+def test_same_data_order_for_every_technique_and_rate(tmp_path, bucket_batches):
+    cfg = tiny_config(methods=["lora", "prompt_tuning"],
+                      train=TrainParams(**TINY_TRAIN, bucket_batches=bucket_batches))
     outcome = run_tournament(cfg, tmp_path)
     search = [r for t in outcome.techniques.values() for r in t.search]
     finals = [r for t in outcome.techniques.values() for r in t.finals]

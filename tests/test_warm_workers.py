@@ -61,9 +61,11 @@ def comparable(path: Path) -> dict:
     return same
 
 
-def test_warm_and_cold_tournaments_write_the_same_results(tmp_path):
+@pytest.mark.parametrize("bucket_batches", [0, 2])
+def test_warm_and_cold_tournaments_write_the_same_results(tmp_path, bucket_batches):
     cfg = TournamentConfig(model="tiny-llama", task="arith", task_options=dict(TASK_OPTIONS),
-                           methods=["lora"], lr_points=2, train=TrainParams(**TINY_TRAIN),
+                           methods=["lora"], lr_points=2,
+                           train=TrainParams(**TINY_TRAIN, bucket_batches=bucket_batches),
                            lr_extend=0)
     plan = make_plan(cfg, "causal-lm")
     for warm in (True, False):

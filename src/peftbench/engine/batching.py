@@ -90,6 +90,44 @@ def batch_order(n_examples: int, batch_size: int, n_batches: int, seed: int) -> 
         pending = pending[take:]
 
 
+def bucketed_order(order: Iterator[list[int]], lengths: Sequence[int], window: int,
+                   seed: int) -> Iterator[list[int]]:
+    """Length-bucketed batches: ``order``'s batches taken ``window`` at a time, their examples
+    sorted by length and cut into batches again, which are yielded in a seeded shuffle.
+
+    Batch sizes stay the same, and every window of ``window`` batches (the last one possibly
+    shorter) holds exactly the examples the unbucketed ``order`` puts there: epochs see the same
+    examples, only their grouping into batches changes, so that batches pad less. ``window``
+    of 0 or 1 passes ``order`` through unchanged.
+    """
+    if window <= 1:
+        yield from order
+        return
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    while True:
+        group = [b for _, b in zip(range(window), order, strict=False)]
+        if not group:
+            return
+        sizes = [len(b) for b in group]
+        indices = sorted((i for b in group for i in b), key=lambda i: lengths[i])  # stable
+        batches, start = [], 0
+        for size in sizes:
+            batches.append(indices[start:start + size])
+            start += size
+        for k in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[k]
+
+
+def training_order(features: Sequence[Encoded], batch_size: int, n_batches: int, seed: int,
+                   bucket_window: int = 0) -> Iterator[list[int]]:
+    """The training batches' example indices: `batch_order`, length-bucketed over windows of
+    ``bucket_window`` batches when it is above 1 (see `bucketed_order`)."""
+    order = batch_order(len(features), batch_size, n_batches, seed)
+    if bucket_window <= 1:
+        return order
+    return bucketed_order(order, [len(f.input_ids) for f in features], bucket_window, seed)
+
+
 def count_tokens(batch: dict[str, torch.Tensor]) -> int:
     """Non-padding tokens in a batch."""
     return int(batch["attention_mask"].sum())

@@ -49,6 +49,10 @@ class TrainParams(BaseModel):
         True, description="False: a cost-only run (memory, time, tokens/s, checkpoint size, "
         "trainable parameters): no validation, test, base-model or forgetting probe. Runs on "
         "a model with random weights (config:…) are cost-only whatever this says")
+    bucket_batches: int = Field(
+        0, ge=0, description="length bucketing: the examples of each window of this many "
+        "batches are sorted by length and regrouped into batches (the same examples per "
+        "window and epoch, less padding, fuller matmuls); 0 = off, plain shuffled batches")
     seed: int = 0
 
     def resolved_warmup(self) -> int:
@@ -112,7 +116,7 @@ class ExperimentSpec(BaseModel):
 
 
 #: `TrainParams` fields added after results were first written, with their defaults
-_ADDED_TRAIN_FIELDS: dict[str, Any] = {"measure_scores": True}
+_ADDED_TRAIN_FIELDS: dict[str, Any] = {"measure_scores": True, "bucket_batches": 0}
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.engine.batching import Encoded, batch_order, collate, count_tokens
+from peftbench.engine.batching import Encoded, collate, count_tokens, training_order
 from peftbench.engine.measure import (
     MemoryTracker,
     SavedTensorMeter,
@@ -96,8 +96,9 @@ def train(
     trainable = [p for p in model.parameters() if p.requires_grad]
     meter = SavedTensorMeter(model)
     fingerprint = hashlib.sha256()
-    order = _fingerprinted(batch_order(len(features), params.batch_size,
-                                       params.max_steps * params.grad_accum, params.seed),
+    order = _fingerprinted(training_order(features, params.batch_size,
+                                          params.max_steps * params.grad_accum, params.seed,
+                                          params.bucket_batches),
                            fingerprint)
     last_step = params.steps_to_run()
     out = TrainOutcome(optimizer_name=type(optimizer).__name__)
