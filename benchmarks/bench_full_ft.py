@@ -13,7 +13,7 @@ of it, · dominated), by the analysis the tournament uses.
 Writes every figure to ``docs/bench_full_ft.json``; ``scripts/gen_readme_tables.py`` makes the
 README's table from it. Sized for about 15 minutes on two busy cores:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_full_ft.py [--steps 8] [--n-test 32]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_full_ft.py [--steps 6] [--n-test 24]
         [--methods lora,galore,...] [--work DIR]
 """
 
@@ -118,8 +118,8 @@ def _ratio(figures: dict, reference: dict, key: str) -> str:
 def main() -> None:
     """Run every technique, print the side-by-side figures, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--n-test", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--n-test", type=int, default=24)
     ap.add_argument("--methods", default=",".join(TECHNIQUES))
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here")
     ap.add_argument("--out", type=Path, default=OUT_JSON)

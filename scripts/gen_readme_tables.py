@@ -186,8 +186,9 @@ def full_ft_table(data: dict) -> list[str]:
               f"(`benchmarks/bench_full_ft.py`, {data['seconds'] / 60:.0f} min, load average "
               f"{data['load_average']:.1f} on {data['cpu_count']} cores). ★ on the "
               "memory-vs-score frontier, ☆ within its noise (the tournament's analysis)."
-              + _overlap_note(techniques, ref) + " `tournament --preset memory` searches the "
-              "learning rates."]
+              + _overlap_note(techniques, ref) + " Memory is accounted, so it repeats exactly; "
+              "tokens/s were measured one run after another on shared cores, so only large "
+              "ratios mean anything. `tournament --preset memory` searches the learning rates."]
     return lines
 
 
