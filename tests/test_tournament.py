@@ -264,16 +264,39 @@ def test_results_table_marks_the_pareto_optimal(tmp_path):
 def test_time_estimate_adds_up_the_calibrated_parts():
     from peftbench.tournament import Calibration, estimate_seconds
 
-    cal = Calibration(startup=1.0, step=2.0, validation=3.0, test_ratio=2.0)
+    cal = Calibration(startup=1.0, step=2.0, validation=3.0, test_ratio=2.0, final_probes=0.5,
+                      base_probes=7.0)
     cfg = tiny_config()  # 6 steps, validation every 3
     search = search_spec(cfg, "lora", 1e-3, None)
     assert cal.estimate(search) == 1 + 6 * 2 + 2 * 3
     final = final_spec(cfg, "lora", 1e-3, 1)
-    assert cal.estimate(final) == 19 + 3 * (2 + 1)  # test, forgetting and inference probes
-    with_base = tiny_config(train=TrainParams(**TINY_TRAIN, eval_base=True))
-    assert cal.estimate(final_spec(with_base, "lora", 1e-3, 1)) == 28 + 3 * 2
+    assert cal.estimate(final) == 19 + 3 * 2 + 0.5  # test at validation speed, the probes
     plan = make_plan(cfg, "causal-lm")  # 2 techniques x (2 search + 1 final)
-    assert estimate_seconds(plan, cal) == 2 * (2 * 19 + 28)
+    # the base model's probes: once per final seed, not once per run
+    assert estimate_seconds(plan, cal) == 2 * (2 * 19 + 25.5) + 7
+    two_seeds = make_plan(tiny_config(seeds=2), "causal-lm")
+    assert estimate_seconds(two_seeds, cal) == 2 * (2 * 19 + 2 * 25.5) + 2 * 7
+    # those the calibration measured are left for the finals: not counted again
+    kept = Calibration(1.0, 2.0, 3.0, 2.0, 0.5, 7.0, base_probes_kept=1)
+    assert estimate_seconds(two_seeds, kept) == 2 * (2 * 19 + 2 * 25.5) + 7
+
+
+def test_calibration_times_warm_runs_and_leaves_the_base_probes_for_the_finals(tmp_path):
+    from peftbench.tournament import calibrate
+
+    cfg = tiny_config(methods=["lora"], train=TrainParams(**TINY_TRAIN, eval_base=True))
+    plan = make_plan(cfg, "causal-lm")
+    cal = calibrate(cfg, plan, tmp_path, InlineExecutor())
+    assert cal.step > 0 and cal.validation > 0 and cal.startup >= 0
+    assert cal.test_ratio == ARITH_SMALL["n_test"] / ARITH_SMALL["n_valid"]
+    assert cal.base_probes > 0 and cal.base_probes_kept == 1
+    assert not (tmp_path / ".calibration").exists()
+    assert calibrate(cfg, plan, tmp_path, InlineExecutor()) == cal  # cached
+    outcome = run_tournament(cfg, tmp_path)
+    finals = [r for t in outcome.techniques.values() for r in t.finals]
+    assert [r.train_info["base_probes"] for r in finals] == ["reused"]
+    phases = finals[0].train_info["phase_seconds"]
+    assert {"prepare", "base_probes", "test"} <= set(phases)
 
 
 def test_a_best_rate_at_the_grid_edge_extends_the_grid(tmp_path):

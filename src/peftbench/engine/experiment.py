@@ -14,11 +14,13 @@ a NaN loss, out of memory) is recorded as a ``failed`` result with the error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import shutil
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out_dir = Path(out_dir)
     prep = prepare(spec)
+    prepared_in = time.perf_counter() - started
     path = out_dir / result_filename(spec.display_name(), spec.content_hash())
     adapter_dir = out_dir / "adapters" / path.stem if save_adapter else None
     tracker = open_tracking(spec, path.stem, tracking)
@@ -119,6 +122,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
         with _display(progress) as bar:
             measured = _train_and_measure(prep, bar, adapter_dir, out_dir / BASE_PROBES_DIR,
                                           tracker)
+        measured.phase_seconds = {"prepare": round(prepared_in, 3), **measured.phase_seconds}
     except UserError:  # e.g. a config PEFT only rejects when applied: the user's to fix
         finish_tracking(tracker, {}, path, None, None, ok=False)
         raise
@@ -166,8 +170,10 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
                      autocast_dtype=str(amp).replace("torch.", "") if amp else "float32",
                      scores_note=scores_note(spec, prep.loaded))
     scores = m.scores_note is None
+    clock = _PhaseClock(m.phase_seconds)
     if scores:
-        measure_base_probes(prep, model, bar, probes_dir, m)
+        with clock("base_probes"):
+            measure_base_probes(prep, model, bar, probes_dir, m)
     _seed_everything(params.seed)  # the same initialisation whether the probes ran or not
     model = prep.method.build(model, prep.loaded.kind, spec.targets, spec.adapter_config)
     model.to(dev)
@@ -181,21 +187,41 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
         tracker.start()
     _train(prep, model, bar, m, validate=scores, on_log=tracker.log if tracker else None)
     if params.eval_test and scores:
-        m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
+        with clock("test"):
+            m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
         m.test_items = [int(a.correct) for a in m.test_answers]
     if prep.general_blocks:
-        m.forgetting = general_loss(prep, model) - m.base_general_loss
+        with clock("forgetting"):
+            m.forgetting = general_loss(prep, model) - m.base_general_loss
     if params.measure_inference:
-        probe = encode_examples(prep, prep.splits["test"][: params.eval_batch_size])
-        m.inference_slowdown = evaluate.inference_slowdown(
-            model, collate(probe, prep.loaded.tokenizer.pad_token_id), device=dev, amp_dtype=amp)
+        with clock("inference"):
+            probe = encode_examples(prep, prep.splits["test"][: params.eval_batch_size])
+            m.inference_slowdown = evaluate.inference_slowdown(
+                model, collate(probe, prep.loaded.tokenizer.pad_token_id), device=dev,
+                amp_dtype=amp)
     m.mergeable = bool(prep.method.can_merge(model))
     if adapter_dir is not None:
-        m.file_size, m.adapter_path = _save(prep.method, model, adapter_dir)
+        with clock("save"):
+            m.file_size, m.adapter_path = _save(prep.method, model, adapter_dir)
         if not scores:  # its size is the figure; trained on random weights, it is worthless
             shutil.rmtree(m.adapter_path, ignore_errors=True)
             m.adapter_path = None
     return m
+
+
+class _PhaseClock:
+    """``with clock("name"):`` records the block's wall seconds as ``seconds["name"]``."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 3)
 
 
 def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements,

@@ -66,6 +66,7 @@ class Measurements:
     base_test_score: float | None = None
     base_test_items: list[int] | None = None
     base_probes: str | None = None  # "measured" or "reused"
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # outside training
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one entry per validation
     train_loss_curve: list[tuple[int, float]] = field(default_factory=list)
     train_time: float | None = None
@@ -172,6 +173,7 @@ class ResultRecord:
             "test_items": m.test_items,
             "base_test_items": m.base_test_items,
             "base_probes": m.base_probes,
+            "phase_seconds": m.phase_seconds,
             "train_loss_curve": [list(point) for point in m.train_loss_curve],
             "test_items_fingerprint": self.items_fingerprint,
             "test_metric": self.test_metric,

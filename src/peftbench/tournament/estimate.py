@@ -1,4 +1,13 @@
-"""How long a plan will take: one short calibration run, then an estimate for every run."""
+"""How long a plan will take: two short calibration runs, then an estimate for every run.
+
+The calibration does what the tournament's runs will do, on the executor that then runs them:
+a tuning-like run first (it pays the one-off costs: the fork server's start, first-use
+kernels), then a final-like run, warm, whose figures the estimate uses: start-up per run,
+seconds per step, per validation (real generation: the task's ``max_new_tokens``), the
+forgetting and inference probes, and the base-model probes, which a tournament measures once
+per final seed (the calibration's are kept for the finals to reuse). Test is scored at the
+validation's seconds per item.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +16,61 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from peftbench.engine.base_probes import BASE_PROBES_DIR
 from peftbench.engine.results import STATUS_SUCCESS, atomic_write_json
 from peftbench.engine.spec import ExperimentSpec
 from peftbench.errors import UserError
 from peftbench.tournament.executors import Executor
 from peftbench.tournament.plan import Plan, TournamentConfig, final_spec, search_spec
 
+#: bump when what the calibration measures changes: older caches are measured again
+CALIBRATION_VERSION = 2
+
 
 @dataclass
 class Calibration:
-    """Seconds measured on one short run, for the plan's time estimate."""
+    """Seconds measured on short runs, for the plan's time estimate."""
 
-    startup: float  # process start, model and data loading, everything outside train/eval
+    startup: float  # per run, warm: everything outside training, validation and the probes
     step: float  # one optimizer step
     validation: float  # one pass over the validation split
     test_ratio: float = 2.0  # test split size / validation split size
+    final_probes: float = 0.0  # a final run's forgetting and inference probes
+    base_probes: float = 0.0  # the base model's probes, once per final seed
+    base_probes_kept: int = 0  # final seeds whose base probes the calibration already measured
 
     def estimate(self, spec: ExperimentSpec) -> float:
-        """Seconds one run of ``spec`` should take."""
+        """Seconds one run of ``spec`` should take (the base-model probes apart: see
+        `estimate_seconds`)."""
         train = spec.train
         steps = train.steps_to_run()
         validations = max(1, steps // train.resolved_eval_every()) + (
             1 if steps % train.resolved_eval_every() else 0)
         seconds = self.startup + steps * self.step + validations * self.validation
         if train.eval_test:
-            # test, plus forgetting and inference probes: about one more validation pass
-            seconds += self.validation * (self.test_ratio + 1)
-        if train.eval_base:
-            seconds += self.validation * self.test_ratio
+            seconds += self.validation * self.test_ratio + self.final_probes
         return seconds
 
 
 def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Executor
               ) -> Calibration:
-    """Time a short run (a few steps and one validation) of the first technique; cached in
-    ``out_dir/.calibration.json`` for the same model, task and training parameters."""
+    """Time two short runs (a few steps and one validation each) of the first technique, a
+    tuning-like one and then a final-like one; cached in ``out_dir/.calibration.json`` for the
+    same model, task and training parameters. The base-model probes measured on the way are
+    left in ``out_dir`` for the first final seed's runs to reuse."""
     probe_steps = min(3, cfg.train.max_steps)
     method = plan.methods[0]
-    spec = search_spec(cfg, method, plan.grids[method][len(plan.grids[method]) // 2], None)
-    spec = spec.model_copy(update={
-        "name": "calibration",
-        "train": spec.train.model_copy(update={"stop_after": probe_steps,
-                                               "eval_every": probe_steps})})
-    key = spec.content_hash()
+    lr = plan.grids[method][len(plan.grids[method]) // 2]
+    short = {"stop_after": probe_steps, "eval_every": probe_steps}
+    first = search_spec(cfg, method, lr, None)
+    first = first.model_copy(update={"name": "calibration",
+                                     "train": first.train.model_copy(update=short)})
+    seed = cfg.final_seeds()[0]
+    final = final_spec(cfg, method, lr, seed)
+    final = final.model_copy(update={
+        "name": "calibration-final",
+        "train": final.train.model_copy(update={**short, "eval_test": False})})
+    key = f"{CALIBRATION_VERSION}:{first.content_hash()}:{final.content_hash()}"
     cache = out_dir / ".calibration.json"
     if cache.exists():
         try:
@@ -59,24 +80,50 @@ def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Execut
         except (OSError, ValueError, TypeError):
             pass
     probe_dir = out_dir / ".calibration"
-    record = next(iter(executor.run([spec], probe_dir, save_adapter=False)))
+    _probe(executor, first, probe_dir, method)  # one-off costs are paid here
+    record = _probe(executor, final, probe_dir, method)
     view = record.view
-    if record.status != STATUS_SUCCESS:
-        raise UserError(f"the calibration run ({method}) failed: {record.error}")
+    phases = view.train_info.get("phase_seconds") or {}
+    train_time = view.train_time or 0.0
     eval_time = view.eval_seconds
-    step = (view.train_time or 0.0) / probe_steps
-    startup = max(0.0, record.seconds - (view.train_time or 0.0) - eval_time)
+    base = float(phases.get("base_probes", 0.0))
+    probes = float(phases.get("forgetting", 0.0)) + float(phases.get("inference", 0.0))
+    startup = max(0.0, record.seconds - train_time - eval_time - base - probes)
     sizes = view.dataset_sizes
     ratio = (sizes.get("test", 2) / sizes["validation"]) if sizes.get("validation") else 2.0
-    calibration = Calibration(startup, step, eval_time, ratio)
+    kept = _keep_base_probes(probe_dir, out_dir)
+    calibration = Calibration(startup, train_time / probe_steps, eval_time, ratio, probes, base,
+                              kept)
     atomic_write_json(cache, {"key": key, "calibration": vars(calibration)})
     shutil.rmtree(probe_dir, ignore_errors=True)
     return calibration
 
 
+def _probe(executor: Executor, spec: ExperimentSpec, folder: Path, method: str) -> object:
+    record = next(iter(executor.run([spec], folder, save_adapter=False)))
+    if record.status != STATUS_SUCCESS:
+        raise UserError(f"the calibration run ({method}) failed: {record.error}")
+    return record
+
+
+def _keep_base_probes(probe_dir: Path, out_dir: Path) -> int:
+    """Move the base-model probes the calibration measured to ``out_dir``, where runs with the
+    same inputs reuse them; 1 when there were some, else 0."""
+    found = sorted((probe_dir / BASE_PROBES_DIR).glob("*.json"))
+    if not found:
+        return 0
+    target = out_dir / BASE_PROBES_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for path in found:
+        if not (target / path.name).exists():
+            atomic_write_json(target / path.name, json.loads(path.read_text()))
+    return 1
+
+
 def estimate_seconds(plan: Plan, calibration: Calibration) -> float:
-    """Estimated seconds of the whole plan: every search run of every rung, and the finals at
-    the technique's middle rate."""
+    """Estimated seconds of the whole plan: every search run of every rung, the finals at the
+    technique's middle rate, and the base-model probes once per final seed (less those the
+    calibration already measured)."""
     cfg = plan.cfg
     total = 0.0
     for method, grid in plan.grids.items():
@@ -86,4 +133,7 @@ def estimate_seconds(plan: Plan, calibration: Calibration) -> float:
                 search_spec(cfg, method, grid[0], None if last else steps))
         for seed in cfg.final_seeds():
             total += calibration.estimate(final_spec(cfg, method, grid[len(grid) // 2], seed))
+    if plan.grids:
+        total += calibration.base_probes * max(0, len(cfg.final_seeds())
+                                               - calibration.base_probes_kept)
     return total
