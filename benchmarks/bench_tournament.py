@@ -11,8 +11,13 @@
    wall seconds per run (all, first, after the first) side by side, also written to
    ``docs/bench_tournament.json`` (merged into what is there).
 
+4. Estimate: a small tournament shaped like the quick preset (SmolLM2-135M on arith, base
+   model scored, forgetting probe, warm workers), calibrated as the CLI does; the plan's
+   estimate against the measured wall time of the tournament after the calibration, and
+   their ratio (goal: within ±20%), merged into ``docs/bench_tournament.json``.
+
     .venv/bin/python benchmarks/bench_tournament.py [--runs 4] [--rounds 2]
-        [--startup-runs 3] [--only overhead|halving|startup]
+        [--startup-runs 3] [--only overhead|halving|startup|estimate]
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from pathlib import Path
 from common import ratio_line
 
 from peftbench.engine.spec import ExperimentSpec, TrainParams
-from peftbench.tournament import Tournament, TournamentConfig, make_plan
+from peftbench.tournament import (
+    Tournament,
+    TournamentConfig,
+    calibrate,
+    estimate_seconds,
+    make_plan,
+)
 from peftbench.tournament.executors import InlineExecutor, LocalExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,19 +223,66 @@ def startup(runs: int, out_json: Path) -> None:
     print(f"wrote {out_json}")
 
 
+def estimate_check(steps: int, out_json: Path) -> None:
+    """Print the plan's estimate against the measured time of a small quick-shaped
+    tournament; merge the figures into ``out_json``."""
+    os.environ.pop("PEFTBENCH_COLD_WORKERS", None)
+    cfg = TournamentConfig(
+        model="smollm2-135m", task="arith", methods=["lora", "ia3"], lr_points=2, lr_extend=0,
+        task_options={"difficulty": 2, "n_valid": 8, "n_test": 24},
+        train=TrainParams(max_steps=steps, eval_every=steps, forgetting_samples=4,
+                          eval_base=True))
+    plan = make_plan(cfg, "causal-lm")
+    executor = LocalExecutor()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "t"
+        try:
+            t0 = time.perf_counter()
+            cal = calibrate(cfg, plan, out, executor)
+            calibration_s = time.perf_counter() - t0
+            estimated = estimate_seconds(plan, cal)
+            t0 = time.perf_counter()
+            outcome = Tournament(plan, out, executor, save_adapters=True).run()
+            measured = time.perf_counter() - t0
+        finally:
+            executor.close()
+    assert not outcome.failed(), "a run failed"
+    runs = plan.search_runs() + plan.final_runs()
+    print(f"\nestimate vs measured: SmolLM2-135M on arith, {cfg.methods}, {steps} steps, "
+          f"{runs} runs, warm workers (calibration {calibration_s:.0f} s, not in either)")
+    print(f"calibration: {cal.startup:.2f} s start-up/run, {cal.step:.2f} s/step, "
+          f"{cal.validation:.1f} s/validation, test x{cal.test_ratio:g}, probes "
+          f"{cal.final_probes:.1f} s/final, base probes {cal.base_probes:.1f} s "
+          f"(kept: {cal.base_probes_kept})")
+    print(f"{'':<38} {'estimate':>12} | {'measured':>12} |")
+    print(ratio_line("tournament wall seconds", estimated, measured))
+    record = {"model": "smollm2-135m", "methods": cfg.methods, "steps": steps, "runs": runs,
+              "cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
+              "calibration_seconds": round(calibration_s, 1),
+              "calibration": {k: round(v, 3) for k, v in vars(cal).items()},
+              "estimated_s": round(estimated, 1), "measured_s": round(measured, 1),
+              "ratio": round(estimated / measured, 3)}
+    figures = json.loads(out_json.read_text()) if out_json.exists() else {}
+    figures["estimate"] = record
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out_json}")
+
+
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "failed" if value is None else format(value, spec)
 
 
 def main() -> None:
-    """The three measurements (or the one ``--only`` names)."""
+    """The four measurements (or the one ``--only`` names)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--points", type=int, default=9)
     ap.add_argument("--steps", type=int, default=108)
     ap.add_argument("--startup-runs", type=int, default=3)
-    ap.add_argument("--only", choices=["overhead", "halving", "startup"])
+    ap.add_argument("--estimate-steps", type=int, default=12)
+    ap.add_argument("--only", choices=["overhead", "halving", "startup", "estimate"])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_tournament.json")
     args = ap.parse_args()
     if args.only in (None, "overhead"):
@@ -233,6 +291,8 @@ def main() -> None:
         halving(args.points, args.steps)
     if args.only in (None, "startup"):
         startup(args.startup_runs, args.out)
+    if args.only in (None, "estimate"):
+        estimate_check(args.estimate_steps, args.out)
 
 
 if __name__ == "__main__":
