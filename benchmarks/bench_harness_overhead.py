@@ -1,7 +1,9 @@
 """Harness overhead: peftbench's training step vs a bare PEFT + torch loop.
 
 Same model (SmolLM2-135M + LoRA), same batches, same dtype, same optimizer; the two loops run
-interleaved in one process so that machine noise hits both alike. Target: ratio <= 1.05.
+interleaved in one process so that machine noise hits both alike; both step AdamW in the
+implementation the harness picks (fused on CPU), so that the ratio is the harness's own overhead.
+Target: ratio <= 1.03.
 
     .venv/bin/python benchmarks/bench_harness_overhead.py [--steps 6] [--rounds 3]
 """
@@ -20,12 +22,13 @@ from peftbench.engine.measure import MemoryTracker
 from peftbench.engine.spec import TrainParams
 from peftbench.engine.train import train
 from peftbench.methods import get_method
+from peftbench.methods.base import adamw_implementation
 
 
 def bare_loop(model, batches, lr: float) -> float:
     """The 20-line loop a practitioner would write: returns seconds for all steps."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, **adamw_implementation(params))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     model.train()
     t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def main() -> None:
           f"{args.rounds} rounds (median per step)")
     print(f"{'':<38} {'peftbench':>12} | {'bare loop':>12} |")
     print(ratio_line("step time", statistics.median(ours), statistics.median(bare)))
-    print("target: ratio <= 1.05")
+    print("target: ratio <= 1.03")
 
 
 if __name__ == "__main__":

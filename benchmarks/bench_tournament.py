@@ -223,17 +223,31 @@ def startup(runs: int, out_json: Path) -> None:
     print(f"wrote {out_json}")
 
 
-def estimate_check(steps: int, out_json: Path) -> None:
+def measured_parts(outcome) -> dict[str, float]:
+    """Seconds the tournament's runs spent per part, summed: steps, validations, the phases
+    outside training (test, probes, saving…)."""
+    parts: dict[str, float] = {"train": 0.0, "validation": 0.0}
+    for tech in outcome.techniques.values():
+        for record in [*tech.search, *tech.finals]:
+            run = record.view
+            parts["train"] += run.train_time or 0.0
+            parts["validation"] += run.eval_seconds
+            for name, sec in (run.train_info.get("phase_seconds") or {}).items():
+                parts[name] = parts.get(name, 0.0) + sec
+    return parts
+
+
+def estimate_check(steps: int, out_json: Path, model: str = "smollm2-135m") -> None:
     """Print the plan's estimate against the measured time of a small quick-shaped
     tournament; merge the figures into ``out_json``."""
     os.environ.pop("PEFTBENCH_COLD_WORKERS", None)
     cfg = TournamentConfig(
-        model="smollm2-135m", task="arith", methods=["lora", "ia3"], lr_points=2, lr_extend=0,
+        model=model, task="arith", methods=["lora", "ia3"], lr_points=2, lr_extend=0,
         task_options={"difficulty": 2, "n_valid": 8, "n_test": 24},
         train=TrainParams(max_steps=steps, eval_every=steps, forgetting_samples=4,
                           eval_base=True))
     plan = make_plan(cfg, "causal-lm")
-    executor = LocalExecutor()
+    executor = LocalExecutor(jobs=1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "t"
         try:
@@ -244,24 +258,28 @@ def estimate_check(steps: int, out_json: Path) -> None:
             t0 = time.perf_counter()
             outcome = Tournament(plan, out, executor, save_adapters=True).run()
             measured = time.perf_counter() - t0
+            parts = measured_parts(outcome)
         finally:
             executor.close()
     assert not outcome.failed(), "a run failed"
     runs = plan.search_runs() + plan.final_runs()
-    print(f"\nestimate vs measured: SmolLM2-135M on arith, {cfg.methods}, {steps} steps, "
+    print(f"\nestimate vs measured: {model} on arith, {cfg.methods}, {steps} steps, "
           f"{runs} runs, warm workers (calibration {calibration_s:.0f} s, not in either)")
     print(f"calibration: {cal.startup:.2f} s start-up/run, {cal.step:.2f} s/step, "
           f"{cal.validation:.1f} s/validation, test x{cal.test_ratio:g}, probes "
           f"{cal.final_probes:.1f} s/final, base probes {cal.base_probes:.1f} s "
           f"(kept: {cal.base_probes_kept})")
+    print("measured, summed over the runs: " + ", ".join(f"{k} {v:.1f} s"
+                                                         for k, v in parts.items()))
     print(f"{'':<38} {'estimate':>12} | {'measured':>12} |")
     print(ratio_line("tournament wall seconds", estimated, measured))
-    record = {"model": "smollm2-135m", "methods": cfg.methods, "steps": steps, "runs": runs,
+    record = {"model": model, "methods": cfg.methods, "steps": steps, "runs": runs,
               "cpu_count": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
               "calibration_seconds": round(calibration_s, 1),
               "calibration": {k: round(v, 3) for k, v in vars(cal).items()},
               "estimated_s": round(estimated, 1), "measured_s": round(measured, 1),
-              "ratio": round(estimated / measured, 3)}
+              "ratio": round(estimated / measured, 3),
+              "measured_parts_s": {k: round(v, 1) for k, v in parts.items()}}
     figures = json.loads(out_json.read_text()) if out_json.exists() else {}
     figures["estimate"] = record
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +300,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=108)
     ap.add_argument("--startup-runs", type=int, default=3)
     ap.add_argument("--estimate-steps", type=int, default=12)
+    ap.add_argument("--estimate-model", default="smollm2-135m")
     ap.add_argument("--only", choices=["overhead", "halving", "startup", "estimate"])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_tournament.json")
     args = ap.parse_args()
@@ -292,7 +311,7 @@ def main() -> None:
     if args.only in (None, "startup"):
         startup(args.startup_runs, args.out)
     if args.only in (None, "estimate"):
-        estimate_check(args.estimate_steps, args.out)
+        estimate_check(args.estimate_steps, args.out, args.estimate_model)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,48 @@ def startup_table(data: dict) -> list[str]:
     return lines
 
 
+def throughput_table(data: dict) -> list[str]:
+    """Training tokens/s per configuration of the step, each against the bf16 baseline."""
+    rows = data.get("configurations")
+    if not rows:
+        return []
+    lines = ["| training step | tokens/s | share of the matmul peak | ÷ bf16 baseline |",
+             "|---|---|---|---|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['tokens_per_s']:,.0f} | {row['fraction_of_peak']:.2f} "
+                     f"| {row['ratio_to_bf16_baseline']:.2f} |")
+    pad = data.get("padded_per_real_token", {})
+    opt = data.get("optimizer_step_ms", {})
+    note = (f"SmolLM2-135M + LoRA on arith, batch {data['batch_size']}, {data['steps']} steps × "
+            f"{data['rounds']} rounds interleaved in one benchmark run (medians; "
+            f"`benchmarks/bench_throughput.py`, {data['threads']} threads, load average "
+            f"{data['load_average']} on {data['cpu_count']} cores). Padded ÷ real tokens: "
+            f"{pad.get('plain', float('nan')):.3f} plain, {pad.get('bucketed', float('nan')):.3f} "
+            f"bucketed (windows of {data['bucket_batches']} batches).")
+    if opt:
+        note += (" AdamW's step alone over LoRA's parameters: " + ", ".join(
+            f"{k} {v:.2f} ms" for k, v in opt.items()) + ".")
+    if data.get("compile_seconds") is not None:
+        note += f" torch.compile took {data['compile_seconds']:.0f} s to compile."
+    return [*lines, "", note]
+
+
+def estimate_table(data: dict) -> list[str]:
+    """The plan's time estimate against the measured time of the same tournament."""
+    est = data.get("estimate")
+    if not est:
+        return []
+    cal = est["calibration"]
+    return ["| tournament | estimated | measured | estimated / measured |", "|---|---|---|---|",
+            f"| {est['model']}, {', '.join(est['methods'])}, {est['steps']} steps, {est['runs']} "
+            f"runs | {est['estimated_s']:.0f} s | {est['measured_s']:.0f} s | {est['ratio']:.2f} |",
+            "", f"Calibrated on two short runs ({est['calibration_seconds']:.0f} s, in neither "
+            f"figure): {cal['startup']:.2f} s start-up per warm run, {cal['step']:.2f} s per "
+            f"step, {cal['validation']:.1f} s per validation, base-model probes "
+            f"{cal['base_probes']:.1f} s once (`benchmarks/bench_tournament.py --only estimate`; "
+            f"load average {est['load_average']} on {est['cpu_count']} cores)."]
+
+
 def full_ft_table(data: dict) -> list[str]:
     """Adapters against memory-efficient full-parameter training (`bench_full_ft.py`): score,
     memory and its breakdown, speed and checkpoint, each against full fine-tuning."""
@@ -262,6 +304,8 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "pairs-table": ("bench_verdict.json", pairs_table),
     "breakdown-table": ("bench_verdict.json", breakdown_table),
     "startup-table": ("bench_tournament.json", startup_table),
+    "estimate-table": ("bench_tournament.json", estimate_table),
+    "throughput-table": ("bench_throughput.json", throughput_table),
     "cli-table": ("bench_cli.json", cli_table),
     "gpu-table": ("gpu_check.json", gpu_table),
     "full-ft-table": ("bench_full_ft.json", full_ft_table),

@@ -254,6 +254,7 @@ def _train(prep: Prepared, model: nn.Module, bar: Any, m: Measurements,
     m.valid_score, m.last_loss = outcome.final_valid, outcome.last_loss
     m.optimizer_type, m.data_order = outcome.optimizer_name, outcome.data_order
     m.tokens_per_sec = outcome.train_tokens / max(outcome.train_time, 1e-9)
+    m.phase_seconds["first_step"] = round(outcome.first_step_time, 3)
 
 
 def _save(method: Method, model: nn.Module, directory: Path) -> tuple[int, str]:

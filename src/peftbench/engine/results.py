@@ -55,7 +55,8 @@ EXTRA_TRAIN_INFO = {
     "base_probes": "'measured' by this run, or 'reused' from an earlier run in the same folder "
                    "with identical inputs (model, task, data, evaluation settings, seed)",
     "phase_seconds": "seconds of what a run does besides training and validating: "
-                     "preparing (data, model), base_probes, test, forgetting, inference, save",
+                     "preparing (data, model), base_probes, test, forgetting, inference, save; and "
+                     "first_step, the first training step (part of train_time)",
     "test_items_fingerprint": "hash of the test items; runs are paired item by item only "
                               "when it is equal",
     "train_loss_curve": "[step, training loss] pairs, every step for short runs",

@@ -54,6 +54,7 @@ class TrainOutcome:
     trainable_bytes: int = 0  # counted after the optimizer was built (it may freeze some)
     trainable_params: int = 0
     total_params: int = 0
+    first_step_time: float = 0.0  # part of train_time: one-off costs of the first step
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -126,6 +127,8 @@ def train(
         out.last_loss = loss
         window_losses.append(loss)
         window_time += clock.total - t_before
+        if step == 1:
+            out.first_step_time = clock.total - t_before
         window_tokens += tokens
         if step % log_every == 0 or step == last_step:
             out.loss_curve.append((step, loss))

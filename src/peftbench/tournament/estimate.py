@@ -24,7 +24,7 @@ from peftbench.tournament.executors import Executor
 from peftbench.tournament.plan import Plan, TournamentConfig, final_spec, search_spec
 
 #: bump when what the calibration measures changes: older caches are measured again
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 
 
 @dataclass
@@ -58,7 +58,7 @@ def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Execut
     tuning-like one and then a final-like one; cached in ``out_dir/.calibration.json`` for the
     same model, task and training parameters. The base-model probes measured on the way are
     left in ``out_dir`` for the first final seed's runs to reuse."""
-    probe_steps = min(3, cfg.train.max_steps)
+    probe_steps = min(4, cfg.train.max_steps)
     method = plan.methods[0]
     lr = plan.grids[method][len(plan.grids[method]) // 2]
     short = {"stop_after": probe_steps, "eval_every": probe_steps}
@@ -88,12 +88,16 @@ def calibrate(cfg: TournamentConfig, plan: Plan, out_dir: Path, executor: Execut
     eval_time = view.eval_seconds
     base = float(phases.get("base_probes", 0.0))
     probes = float(phases.get("forgetting", 0.0)) + float(phases.get("inference", 0.0))
-    startup = max(0.0, record.seconds - train_time - eval_time - base - probes)
+    # the first step pays one-off costs (allocations, first-use kernels): the estimate counts
+    # it as start-up, and steps at the pace of those after it
+    first = min(float(phases.get("first_step", 0.0)), train_time)
+    step = ((train_time - first) / (probe_steps - 1) if probe_steps > 1 and first
+            else train_time / probe_steps)
+    startup = max(0.0, record.seconds - probe_steps * step - eval_time - base - probes)
     sizes = view.dataset_sizes
     ratio = (sizes.get("test", 2) / sizes["validation"]) if sizes.get("validation") else 2.0
     kept = _keep_base_probes(probe_dir, out_dir)
-    calibration = Calibration(startup, train_time / probe_steps, eval_time, ratio, probes, base,
-                              kept)
+    calibration = Calibration(startup, step, eval_time, ratio, probes, base, kept)
     atomic_write_json(cache, {"key": key, "calibration": vars(calibration)})
     shutil.rmtree(probe_dir, ignore_errors=True)
     return calibration
