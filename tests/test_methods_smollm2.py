@@ -25,9 +25,9 @@ CONTESTANTS = [m.name for m in all_methods() if m.why_not("causal-lm", probe=Fal
 def test_one_short_run_on_smollm2(name: str, record_property) -> None:
     method = get_method(name)
     reason = method.why_not("causal-lm")
-    if reason:  # a hardware probe (QLoRA without bitsandbytes support): stated, not failed
+    if reason:  # a hardware probe (QLoRA without bitsandbytes, a CUDA-only optimizer): stated
         record_property("run", {"method": name, "not_run": reason})
-        assert reason.startswith("not supported here")
+        assert reason.startswith(("not supported here", "needs a CUDA GPU"))
         return
     started = time.perf_counter()
     run = train_briefly(method, "smollm2-135m", "causal-lm", steps=STEPS, evaluate=False)

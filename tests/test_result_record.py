@@ -32,7 +32,8 @@ TRAIN_INFO = [
     "inference_slowdown", "train_tokens", "device", "autocast_dtype", "data_order",
     "train_peak_rss", "train_rss_increase", "train_memory", "memory_frozen_weights",
     "memory_trainable_state", "memory_activations", "memory_method", "test_items",
-    "base_test_items", "base_probes", "train_loss_curve", "test_items_fingerprint",
+    "base_test_items", "base_probes", "phase_seconds", "train_loss_curve",
+    "test_items_fingerprint",
     "test_metric", "total_time", "param_bytes", "forgetting_note", "test_answers",
     "scores_note"]
 VALIDATION_ENTRY = ["step", "train loss", "train samples", "train time", "tokens / sec",

@@ -41,9 +41,8 @@ from peftbench.errors import UserError, did_you_mean
 
 EXAMPLES = [
     "peftbench tournament --preset quick --out tournament-quick",
-    "peftbench tournament --methods lora,dora,oft --steps 200 --seeds 3 --dry-run",
+    "peftbench tournament --methods lora,dora,oft --steps 200 --seeds 3 --halving --dry-run",
     "peftbench tournament --task jsonl --data qa.jsonl --methods lora,ia3 --out my-tournament",
-    "peftbench tournament --methods all --lr-grid 1e-4,3e-4,1e-3 --halving --out tournament-all",
     "peftbench tournament --model config:llama-3.2-1b --methods lora,qlora,full --memory-only",
 ]
 
