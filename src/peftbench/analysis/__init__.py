@@ -13,11 +13,17 @@ different tasks or models are not comparable.
 The data flows through the submodules in one direction (each imports only those before it):
 
 - `metrics`: the measured quantities (`METRICS`), parsing metric names, formatting values;
+- `stats`: intervals from per-item outcomes and paired tests between techniques;
 - `aggregation`: loading result files, pooling seeds into configurations, choosing a
   technique's best configuration;
 - `filters`: the filter grammar and capability requirements;
 - `pareto`: Pareto frontiers within noise, and the summary table;
+- `caveats`: what the scores cannot tell (a tiny test split, every technique tied);
+- `answers`: the test answers saved beside each result, for the wrong ones shown;
 - `recommendation`: the best technique under constraints, with the reasons for exclusions.
+
+Beside them, readers of the same data: `report` and `figures` (HTML, PNG and Markdown), `app`
+(the Gradio dashboard) and `space` (that dashboard as a Hugging Face Space folder).
 
 Everything public is re-exported here, so ``from peftbench import analysis as an`` is enough.
 """

@@ -48,7 +48,7 @@ EXAMPLES = [
 
 
 def preset_names() -> list[str]:
-    """The presets' names (quick, full)."""
+    """The presets' names (quick, full, memory, …), as the tournament's `BUDGETS` define them."""
     from peftbench.tournament import BUDGETS
 
     return list(BUDGETS)
