@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from peftbench.engine.results import atomic_write_text
 
 #: what follows a result file's stem in its answers file's name
 ANSWERS_SUFFIX = ".answers.jsonl"
@@ -55,21 +56,6 @@ def write_answers(path: Path, answers: list[Answer]) -> Path:
     """Write ``answers`` as JSON Lines, atomically (readers see the old file or the new one)."""
     return atomic_write_text(path, "".join(json.dumps(a.to_json(), ensure_ascii=False) + "\n"
                                            for a in answers))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_answers(path: str | os.PathLike[str]) -> list[Answer]:

@@ -11,13 +11,12 @@ adapter of its technique: the card names no other technique.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from peftbench.engine.record import ResultView
+from peftbench.engine.results import atomic_write_text
 from peftbench.methods.aliases import display_name
 
 #: the embedded models' Hub ids (they ship inside PyPI packages, but come from these)
@@ -177,13 +176,4 @@ def write_model_card(directory: Path, result: dict[str, Any]) -> Path:
     template PEFT writes there)."""
     path = Path(directory) / CARD_NAME
     text = card_text(result, library_of(Path(directory)), Path(directory).name)
-    fd, tmp = tempfile.mkstemp(prefix=".README.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)

@@ -83,13 +83,19 @@ EXTRA_TRAIN_INFO = {
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON to ``path`` so that readers see either the old file or the whole new one."""
+    text = json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temp file in the same folder, fsync and a
+    rename, so a killed writer never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_json_default, allow_nan=False)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from peftbench.engine.answers import answers_path, atomic_write_text
+from peftbench.engine.answers import answers_path
 from peftbench.engine.record import ResultView
-from peftbench.engine.results import STATUS_FAILED, atomic_write_json
+from peftbench.engine.results import STATUS_FAILED, atomic_write_json, atomic_write_text
 from peftbench.engine.spec import ExperimentSpec
 from peftbench.errors import UserError
 from peftbench.tournament.executors.base import (
