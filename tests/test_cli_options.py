@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 import typer
+from cli_helpers import peftbench
 
-from peftbench.cli import app, main
+from peftbench.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,16 +74,6 @@ def required(verb: str, inputs: Path) -> list[str]:
             "app": [str(inputs / "results")], "space": [str(inputs / "results")],
             "export": [str(inputs / "result.json"), "--out", "exported"]}.get(verb, [])
 
-
-def peftbench(capsys, *args: str) -> tuple[int, str, str]:
-    """`peftbench ARGS` in this process: exit code, stdout, stderr."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_error_line(result: tuple[int, str, str], *needles: str) -> str:

@@ -11,10 +11,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cli_helpers import peftbench
 from result_fixtures import write_our_results
 from rich.console import Console
 
-from peftbench.cli import main
 from peftbench.cli.display import Grid, methods_grid, print_grid
 
 TOURNAMENT = ["tournament", "--model", "tiny-llama", "--task", "arith", "--task-opt", "n_train=16",
@@ -25,16 +25,6 @@ TOURNAMENT = ["tournament", "--model", "tiny-llama", "--task", "arith", "--task-
               "--train-opt", "measure_inference=false", "--executor", "inline",
               "--no-calibrate", "--no-progress", "--no-save-adapters"]
 
-
-def peftbench(capsys, *args: str) -> tuple[int, str, str]:
-    """`peftbench ARGS` in this process: exit code, stdout, stderr."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ------------------------------------------------------------------------------ tables

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import test_app_browser as browser_tests
+from cli_helpers import peftbench
 from huggingface_hub import SpaceCard
 from result_fixtures import suite_memory_accuracy_frontier, write_our_results
 
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 browser, offline_page = browser_tests.browser, browser_tests.offline_page
 TIMEOUT_MS = browser_tests.TIMEOUT_MS
 
-
-def peftbench(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
