@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import peftbench
 
 from peftbench.engine import inputs
 from peftbench.engine.inputs import record_inputs, stale_reason
@@ -222,16 +223,9 @@ def test_locate_inputs_finds_moved_files_by_content(tmp_path, monkeypatch):
         inputs.locate_inputs(spec, recorded, "r.json", {"model": "x"})
 
 
-def export_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+def export_cli(capsys, *args: str) -> tuple[int, str, str]:
     """`peftbench export ARGS` in this process: exit code, stdout, stderr."""
-    from peftbench.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["peftbench", "export", *args, "--no-progress"])
-    with pytest.raises(SystemExit) as exc:
-        main()
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return exc.value.code or 0, captured.out, captured.err
+    return peftbench(capsys, "export", *args, "--no-progress")
 
 
 def test_a_result_exports_from_another_folder_and_names_a_moved_input(tmp_path, monkeypatch,
@@ -248,19 +242,19 @@ def test_a_result_exports_from_another_folder_and_names_a_moved_input(tmp_path, 
     result = run_experiment(spec, "runs", progress=False).path.resolve()
     assert ResultView(read_result(result)).inputs[0].path == str(project / "qa.jsonl")
     monkeypatch.chdir(elsewhere)  # the spec says qa.jsonl: not here, but recorded absolutely
-    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+    code, out, err = export_cli(capsys, str(result), "--to-lora", "--rank", "4",
                                 "--out", "lora")
     assert code == 0, err
     assert (elsewhere / "lora" / "adapter_model.safetensors").is_file()
     # the data moved: one line naming it and the option that points at it, nothing written
     (project / "qa.jsonl").rename(elsewhere / "qa-moved.jsonl")
-    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+    code, out, err = export_cli(capsys, str(result), "--to-lora", "--rank", "4",
                                 "--out", "again")
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1, err
     assert "the run's data qa.jsonl is missing" in lines[0] and "--data PATH" in lines[0]
     assert not (elsewhere / "again").exists()
-    code, out, err = export_cli(monkeypatch, capsys, str(result), "--to-lora", "--rank", "4",
+    code, out, err = export_cli(capsys, str(result), "--to-lora", "--rank", "4",
                                 "--out", "again", "--data", "qa-moved.jsonl")
     assert code == 0, err
     report = json.loads((elsewhere / "again" / "export_report.json").read_text())
