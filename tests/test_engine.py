@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -163,11 +164,10 @@ def test_atomic_write_leaves_old_file_or_none_on_crash(tmp_path, monkeypatch):
     atomic_write_json(target, {"a": 1})
     assert target.stat().st_mode & 0o777 == 0o644  # readable like any other file
 
-    def broken_dump(*args, **kwargs):
-        args[1].write('{"half": ')
+    def interrupted_fsync(fd):  # the new text is written but the writer is killed before the rename
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_json(target, {"a": 2})
     monkeypatch.undo()
