@@ -1,7 +1,7 @@
 """Generate the README's tables of measured figures from the benchmarks' JSON under docs/.
 
-Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in README.md; a
-table whose JSON is missing is left as it is. Run after a benchmark:
+Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in README.md or a
+page under docs/; a table whose JSON is missing is left as it is. Run after a benchmark:
 ``python scripts/gen_readme_tables.py``.
 """
 
@@ -298,6 +298,84 @@ def _gpu_notes(data: dict, gpu: dict) -> str:
     return "; ".join(parts) + f" (`benchmarks/gpu_check.py`, {data.get('created_at', '')[:10]})."
 
 
+def export_table(data: dict) -> list[str]:
+    """One OFT run exported at several ranks and merged (`benchmarks/bench_export.py`)."""
+    oft = data.get("oft")
+    if not oft:
+        return []
+    run = oft["run"]
+    lines = [f"The run: `{' '.join(oft['command'])}`. OFT's default config, "
+             f"{run['trainable_params']:,} trainable parameters, learning rate "
+             f"{run['learning_rate']:g}; test accuracy {run['test_score']:.2f} on {run['n_test']} "
+             f"arith problems (base model {_score(run['base_score'])}), adapter "
+             f"{run['adapter_bytes'] / 2**20:.2f} MiB. Measured {data['created_at'][:10]}, "
+             f"{data['cpu_count']} CPUs.", "",
+             "| export | per-layer rank | mean / max relative error | test accuracy before → "
+             "after | probe logits (relative diff) | checkpoint | vLLM `--max-lora-rank` | "
+             "time |", "|---|---|---|---|---|---|---|---|"]
+    for row in oft["exports"]:
+        label = {"merged": "merged model"}.get(row["export"], None) or (
+            f"LoRA {float(row['export']):.0%} energy" if "." in row["export"]
+            else f"LoRA r={row['export']}")
+        ranks = ("—" if row["rank_min"] is None else str(row["rank_min"])
+                 if row["rank_min"] == row["rank_max"]
+                 else f"{row['rank_min']}–{row['rank_max']}")
+        error = ("—" if row["mean_relative_error"] is None else
+                 f"{row['mean_relative_error']:.3f} / {row['max_relative_error']:.3f}")
+        ratio = "not measured" if row["score_ratio"] is None else f"{row['score_ratio']:.2f}"
+        size = (f"{row['size_original_bytes'] / 2**20:.2f} → "
+                f"{row['size_exported_bytes'] / 2**20:.2f} MiB")
+        lines.append(f"| {label} | {ranks} | {error} | {row['score_before']:.2f} → "
+                     f"{row['score_after']:.2f} (ratio {ratio}) | "
+                     f"{row['probe_relative_logit_diff']:.1e} | {size} | "
+                     f"{row['vllm_max_lora_rank'] or '—'} | {row['seconds']:.0f} s |")
+    lora = [r for r in oft["exports"] if r["mode"] == "lora"]
+    bound = "every layer's error equals the SVD bound for its rank" if all(
+        r["errors_at_svd_bound"] for r in lora) else "some layers' errors exceed the SVD bound"
+    vllm = "every LoRA export passed the vLLM check" if all(
+        r["vllm_compatible"] for r in lora) else "some LoRA exports failed the vLLM check"
+    layers = sorted({r["layers"] for r in lora})
+    lines += ["", f"{'/'.join(map(str, layers))} layers exported on every LoRA row; {bound}; "
+              f"{vllm}. Time is the whole export, both test-set evaluations included "
+              f"(load average {data['load_average']:.1f} at the start)."]
+    return lines
+
+
+def export_synthetic_table(data: dict) -> list[str]:
+    """The export's own work on a synthetic update, without the test-set evaluations."""
+    part = data.get("synthetic")
+    if not part:
+        return []
+    lines = ["| rank | factorize | write + vLLM check | mean relative error | largest rank | "
+             "checkpoint (float32) |", "|---|---|---|---|---|---|"]
+    for row in part["rows"]:
+        lines.append(f"| {row['rank']} | {row['factorize_seconds']:.1f} s | "
+                     f"{row['write_check_seconds']:.2f} s | {row['mean_relative_error']:.4f} | "
+                     f"{row['max_rank']} | {row['checkpoint_bytes'] / 2**20:.1f} MiB |")
+    lines += ["", f"{part['layers']} Linear layers, a synthetic update of rank "
+              f"{part['inner_rank']} plus noise; {data['cpu_count']} CPUs, "
+              f"{data['created_at'][:10]}."]
+    return lines
+
+
+def _score(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.2f}"
+
+
+def overhead_table(data: dict) -> list[str]:
+    """The harness's training step against a bare PEFT + torch loop (bench_harness_overhead)."""
+    opt = ", ".join(k for k, v in data["optimizer"].items() if v) or "torch's default"
+    return ["| per step | peftbench | bare loop | peftbench / bare (target ≤ "
+            f"{data['target_ratio']:g}) |", "|---|---|---|---|",
+            f"| SmolLM2-135M + LoRA, batch {data['batch_size']}, {data['dtype']} | "
+            f"{data['harness_step_seconds']:.3f} s | {data['bare_step_seconds']:.3f} s | "
+            f"{data['ratio']:.3f} |", "",
+            f"Median of {data['rounds']} interleaved rounds of {data['steps']} steps, AdamW "
+            f"({opt}) in both (`benchmarks/bench_harness_overhead.py`, "
+            f"{data['created_at'][:10]}; load average {data['load_average']:.1f} on "
+            f"{data['cpu_count']} CPUs)."]
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
@@ -309,6 +387,9 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "cli-table": ("bench_cli.json", cli_table),
     "gpu-table": ("gpu_check.json", gpu_table),
     "full-ft-table": ("bench_full_ft.json", full_ft_table),
+    "overhead-table": ("bench_harness_overhead.json", overhead_table),
+    "export-table": ("bench_export.json", export_table),
+    "export-synthetic-table": ("bench_export.json", export_synthetic_table),
 }
 
 
@@ -322,15 +403,16 @@ def replace_block(text: str, name: str, lines: list[str]) -> str:
 
 
 def main() -> None:
-    """Rewrite every table whose JSON exists."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for name, (file, render) in TABLES.items():
-        path = DOCS / file
-        if path.exists():
-            text = replace_block(text, name, render(json.loads(path.read_text())))
-    readme.write_text(text)
-    print(f"wrote {readme}")
+    """Rewrite every table whose JSON exists, in the README and the pages under docs/."""
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = original = page.read_text()
+        for name, (file, render) in TABLES.items():
+            path = DOCS / file
+            if path.exists():
+                text = replace_block(text, name, render(json.loads(path.read_text())))
+        if text != original:
+            page.write_text(text)
+            print(f"wrote {page}")
 
 
 if __name__ == "__main__":
