@@ -133,6 +133,21 @@ def verdict(folder: Path) -> dict:
             "stars": sorted(t for t, v in techniques.items() if v["status"] == an.FRONTIER)}
 
 
+def estimate_check(manifest: dict) -> dict | None:
+    """The plan's time estimate against the measured tournament time: planned runs, plus the
+    grid extensions the tournament really took (None when it was not calibrated)."""
+    est = manifest.get("estimate")
+    if not est:
+        return None
+    taken = sum(est["extension_run_seconds"].get(method, 0.0) * len(t.get("extended") or [])
+                for method, t in manifest["techniques"].items())
+    expected = est["planned_seconds"] + taken
+    return {"planned_seconds": est["planned_seconds"], "with_extensions_taken": expected,
+            "upper_seconds": est["planned_seconds"] + est["all_extensions_seconds"],
+            "measured_seconds": manifest["seconds"],
+            "ratio": expected / manifest["seconds"] if manifest["seconds"] else None}
+
+
 def agreement(a: dict, b: dict) -> dict:
     """Same ★ set? Every pair significant in both ordered the same way? Which pairs are
     significant in only one run?"""
@@ -180,8 +195,11 @@ def main() -> None:
             wall = quick_tournament(folder, seed, args.general_text)
             manifest = json.loads((folder / "tournament.json").read_text())
             runs[str(seed)] = {"wall_seconds": wall, "tournament_seconds": manifest["seconds"],
-                               **verdict(folder)}
-            print(f"quick preset, seed {seed}: {manifest['seconds'] / 60:.1f} min, "
+                               "estimate": estimate_check(manifest), **verdict(folder)}
+            est = runs[str(seed)]["estimate"]
+            guess = (f" (estimated {est['with_extensions_taken'] / 60:.1f} min, ratio "
+                     f"{est['ratio']:.2f})" if est else "")
+            print(f"quick preset, seed {seed}: {manifest['seconds'] / 60:.1f} min{guess}, "
                   f"★ {runs[str(seed)]['stars']}", flush=True)
         figures["verdict"] = {"seeds": list(args.seeds), "runs": runs}
         if len(args.seeds) < 2:

@@ -51,7 +51,7 @@ def verdict_table(data: dict) -> list[str]:
     walls = ", ".join(f"{runs[s]['tournament_seconds'] / 60:.1f} min" for s in seeds)
     items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
     lines += ["", f"Tournament time (after calibration) {walls}; {items} test items per "
-              "technique."]
+              "technique." + _estimates(runs, seeds)]
     agree = verdict.get("agreement")
     if agree is None:
         lines[-1] += " A rerun with another seed has not been measured yet."
@@ -64,6 +64,16 @@ def verdict_table(data: dict) -> list[str]:
                   f"(paired test, Holm-corrected): {both}; ordered differently: {flipped}; "
                   f"significant in one run only: {one}.")
     return lines
+
+
+def _estimates(runs: dict, seeds: list[str]) -> str:
+    """The plan's estimates against those times, where the runs recorded one."""
+    found = [runs[s]["estimate"] for s in seeds if runs[s].get("estimate")]
+    if not found:
+        return ""
+    parts = ", ".join(f"{e['with_extensions_taken'] / 60:.1f} min (ratio {e['ratio']:.2f})"
+                      for e in found)
+    return (f" The plan's estimate, with the grid extensions each run took: {parts}.")
 
 
 def memory_table(data: dict) -> list[str]:

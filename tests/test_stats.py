@@ -69,6 +69,20 @@ def test_paired_bootstrap_with_seeds() -> None:
     assert same.difference == 0 and same.p == 1.0 and not same.significant
 
 
+def test_a_difference_one_lucky_seed_makes_is_not_significant() -> None:
+    # technique A: one seed gets 40 of 48 right, the other 8; B gets 18 and 20 of the same 48.
+    # Items alone (each item's mean over seeds) favour A; its seeds disagree more than that.
+    lucky = [[1] * 40 + [0] * 8, [1] * 8 + [0] * 40]
+    steady = [[1] * 18 + [0] * 30, [1] * 20 + [0] * 28]
+    comp = paired_comparison(lucky, steady)
+    assert comp.difference == pytest.approx(0.5 - 38 / 96)
+    assert comp.low < 0 < comp.high and not comp.significant
+    items_only = paired_comparison([[sum(x) / 2 for x in zip(*lucky, strict=True)]],
+                                   [[sum(x) / 2 for x in zip(*steady, strict=True)]])
+    assert items_only.difference == pytest.approx(comp.difference)
+    assert items_only.high - items_only.low < comp.high - comp.low
+
+
 def test_holm_hand_computed() -> None:
     # sorted 0.01, 0.03, 0.04 → 3·0.01, max(0.03, 2·0.03), max(0.06, 1·0.04)
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -262,7 +262,12 @@ def test_results_table_marks_the_pareto_optimal(tmp_path):
 
 
 def test_time_estimate_adds_up_the_calibrated_parts():
-    from peftbench.tournament import Calibration, estimate_seconds
+    from peftbench.tournament import (
+        Calibration,
+        estimate_record,
+        estimate_seconds,
+        extension_seconds,
+    )
 
     cal = Calibration(startup=1.0, step=2.0, validation=3.0, test_ratio=2.0, final_probes=0.5,
                       base_probes=7.0)
@@ -279,10 +284,17 @@ def test_time_estimate_adds_up_the_calibrated_parts():
     # those the calibration measured are left for the finals: not counted again
     kept = Calibration(1.0, 2.0, 3.0, 2.0, 0.5, 7.0, base_probes_kept=1)
     assert estimate_seconds(two_seeds, kept) == 2 * (2 * 19 + 2 * 25.5) + 7
+    # grid extensions are the upper end: lr_extend more search runs per technique
+    assert extension_seconds(plan, cal) == 0  # tiny_config: lr_extend=0
+    extended = make_plan(tiny_config(lr_extend=2), "causal-lm")
+    assert extension_seconds(extended, cal) == 2 * 2 * 19
+    record = estimate_record(extended, cal)
+    assert record["planned_seconds"] == estimate_seconds(extended, cal)
+    assert record["extension_run_seconds"] == {"lora": 19, "ia3": 19}
 
 
 def test_calibration_times_warm_runs_and_leaves_the_base_probes_for_the_finals(tmp_path):
-    from peftbench.tournament import calibrate
+    from peftbench.tournament import calibrate, estimate_record, estimate_seconds
 
     cfg = tiny_config(methods=["lora"], train=TrainParams(**TINY_TRAIN, eval_base=True))
     plan = make_plan(cfg, "causal-lm")
@@ -292,7 +304,10 @@ def test_calibration_times_warm_runs_and_leaves_the_base_probes_for_the_finals(t
     assert cal.base_probes > 0 and cal.base_probes_kept == 1
     assert not (tmp_path / ".calibration").exists()
     assert calibrate(cfg, plan, tmp_path, InlineExecutor()) == cal  # cached
-    outcome = run_tournament(cfg, tmp_path)
+    outcome = Tournament(plan, tmp_path, InlineExecutor(), save_adapters=False,
+                         estimate=estimate_record(plan, cal)).run()
+    kept = json.loads((tmp_path / "tournament.json").read_text())["estimate"]
+    assert kept["planned_seconds"] == estimate_seconds(plan, cal) and kept["step"] == cal.step
     finals = [r for t in outcome.techniques.values() for r in t.finals]
     assert [r.train_info["base_probes"] for r in finals] == ["reused"]
     phases = finals[0].train_info["phase_seconds"]

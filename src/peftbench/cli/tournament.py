@@ -178,8 +178,10 @@ def tournament(
         prepare_stores(tracking)
         display = TournamentDisplay(progress)
         with display:
+            estimate = (tm.estimate_record(plan, calibration) if calibration is not None
+                        else None)
             outcome = tm.Tournament(plan, out, runner, display, save_adapters,
-                                    retry_failed, tracking=tracking).run()
+                                    retry_failed, tracking=tracking, estimate=estimate).run()
     finally:
         runner.close()
     show_results(outcome, out, as_json)

@@ -34,7 +34,13 @@ Its modules, each importing only those listed above it:
 
 from __future__ import annotations
 
-from peftbench.tournament.estimate import Calibration, calibrate, estimate_seconds
+from peftbench.tournament.estimate import (
+    Calibration,
+    calibrate,
+    estimate_record,
+    estimate_seconds,
+    extension_seconds,
+)
 from peftbench.tournament.executors import RunRecord
 from peftbench.tournament.outcome import TechniqueOutcome, TournamentOutcome
 from peftbench.tournament.plan import (
@@ -70,7 +76,9 @@ __all__ = [
     "TournamentConfig",
     "TournamentOutcome",
     "calibrate",
+    "estimate_record",
     "estimate_seconds",
+    "extension_seconds",
     "existing_results",
     "final_spec",
     "keep_best",

@@ -141,3 +141,25 @@ def estimate_seconds(plan: Plan, calibration: Calibration) -> float:
         total += calibration.base_probes * max(0, len(cfg.final_seeds())
                                                - calibration.base_probes_kept)
     return total
+
+
+def extension_seconds(plan: Plan, calibration: Calibration) -> float:
+    """Estimated seconds of every grid extension the plan allows (``lr_extend`` more search
+    runs per technique, taken only when its best rate sits at an edge): the upper end of the
+    plan's time, which `estimate_seconds` leaves out."""
+    cfg = plan.cfg
+    return sum(cfg.lr_extend * calibration.estimate(search_spec(cfg, method, grid[-1], None))
+               for method, grid in plan.grids.items())
+
+
+def estimate_record(plan: Plan, calibration: Calibration) -> dict[str, float]:
+    """The estimate as ``tournament.json`` keeps it, to set against the measured seconds: the
+    plan, one grid extension's runs per technique and the calibration's per-run figures."""
+    return {"planned_seconds": estimate_seconds(plan, calibration),
+            "extension_run_seconds": {
+                method: calibration.estimate(search_spec(plan.cfg, method, grid[-1], None))
+                for method, grid in plan.grids.items()},
+            "all_extensions_seconds": extension_seconds(plan, calibration),
+            "startup": calibration.startup, "step": calibration.step,
+            "validation": calibration.validation}
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from peftbench.engine.results import STATUS_SUCCESS
 from peftbench.tournament.executors.base import RunRecord
@@ -33,6 +34,8 @@ class TournamentOutcome:
     seconds: float = 0.0
     #: lines the tournament said while running (e.g. results run again after an input changed)
     notes: list[str] = field(default_factory=list)
+    #: the plan's time estimate before it ran (`estimate.estimate_record`; None: not calibrated)
+    estimate: dict[str, Any] | None = None
 
     def all_records(self) -> list[RunRecord]:
         """Every search and final record."""

@@ -78,8 +78,10 @@ class Tournament:
 
     def __init__(self, plan: Plan, out_dir: Path, executor: Executor,
                  hooks: Hooks | None = None, save_adapters: bool = True,
-                 retry_failed: bool = False, tracking: TrackingConfig | None = None) -> None:
+                 retry_failed: bool = False, tracking: TrackingConfig | None = None,
+                 estimate: dict[str, Any] | None = None) -> None:
         self.plan, self.cfg, self.out_dir = plan, plan.cfg, Path(out_dir)
+        self.estimate = estimate  # the plan's time estimate, kept in tournament.json
         self.executor, self.hooks = executor, hooks or Hooks()
         self.save_adapters = save_adapters
         self.tracking = tracking  # experiment trackers every run reports to (None: none)
@@ -99,7 +101,8 @@ class Tournament:
             self._choose()
             self._finals()
             outcome = TournamentOutcome(self.plan, self.outcomes, self.out_dir,
-                                        time.perf_counter() - started, self.notes)
+                                        time.perf_counter() - started, self.notes,
+                                        self.estimate)
             write_manifest(outcome)
         return outcome
 

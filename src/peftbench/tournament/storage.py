@@ -86,6 +86,7 @@ def write_manifest(outcome: TournamentOutcome) -> Path:
         "excluded": plan.excluded,
         "rungs": plan.rungs,
         "seconds": outcome.seconds,
+        "estimate": outcome.estimate,
         "techniques": {
             m: {"grid": plan.grids[m], "extended": t.extended, "chosen_lr": t.chosen_lr,
                 "note": t.note,

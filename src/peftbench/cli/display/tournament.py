@@ -38,13 +38,16 @@ def plan_table(plan: Any) -> Grid:
 
 def plan_summary(plan: Any, calibration: Any, out: Path) -> str:
     """Run counts, the time estimate and where results go, as one paragraph."""
-    from peftbench.tournament import estimate_seconds
+    from peftbench.tournament import estimate_seconds, extension_seconds
 
     rungs = " → ".join(str(s) for s in plan.rungs)
     text = (f"{plan.search_runs()} search runs (steps per rung: {rungs}), "
             f"{plan.final_runs()} final runs ({plan.cfg.seeds} seed(s) each) → {out}/")
     if calibration is not None:
-        text += (f"; estimated {_duration(estimate_seconds(plan, calibration))} "
+        planned = estimate_seconds(plan, calibration)
+        extra = extension_seconds(plan, calibration)
+        upper = f", up to {_duration(planned + extra)} if grids extend" if extra else ""
+        text += (f"; estimated {_duration(planned)}{upper} "
                  f"(calibration: {calibration.step:.2f} s/step, "
                  f"{calibration.validation:.1f} s/validation, "
                  f"{calibration.startup:.1f} s start-up per run)")
