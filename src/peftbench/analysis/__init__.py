@@ -20,7 +20,8 @@ The data flows through the submodules in one direction (each imports only those 
 - `pareto`: Pareto frontiers within noise, and the summary table;
 - `caveats`: what the scores cannot tell (a tiny test split, every technique tied);
 - `answers`: the test answers saved beside each result, for the wrong ones shown;
-- `recommendation`: the best technique under constraints, with the reasons for exclusions.
+- `recommendation`: the best technique under constraints, with the reasons for exclusions;
+- `suite_scores`: the GLUE and SuperGLUE scores of a technique whose runs cover a suite.
 
 Beside them, readers of the same data: `report` and `figures` (HTML, PNG and Markdown), `app`
 (the Gradio dashboard) and `space` (that dashboard as a Hugging Face Space folder).
@@ -72,6 +73,14 @@ from peftbench.analysis.pareto import (
     summary_rows,
 )
 from peftbench.analysis.recommendation import Recommendation, describe, recommend
+from peftbench.analysis.suite_scores import (
+    SUITES,
+    SuiteScore,
+    suite_score,
+    suite_scores,
+    suite_tasks,
+    task_scores,
+)
 
 __all__ = [
     # metrics
@@ -117,4 +126,11 @@ __all__ = [
     "Recommendation",
     "describe",
     "recommend",
+    # suite scores (GLUE, SuperGLUE)
+    "SUITES",
+    "SuiteScore",
+    "suite_score",
+    "suite_scores",
+    "suite_tasks",
+    "task_scores",
 ]

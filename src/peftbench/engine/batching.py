@@ -45,10 +45,12 @@ def encode_causal(examples: Sequence[Example], tokenizer: Any, max_len: int) -> 
 def encode_classification(
     examples: Sequence[Example], tokenizer: Any, max_len: int
 ) -> list[Encoded]:
-    """Text (with the tokenizer's special tokens) and its class index."""
+    """Text (a pair when the example has ``text_pair``, with the tokenizer's special tokens
+    and separator) and its class index."""
     out = []
     for ex in examples:
-        ids = tokenizer(ex.text or ex.prompt, truncation=True, max_length=max_len)["input_ids"]
+        ids = tokenizer(ex.text or ex.prompt, ex.text_pair or None, truncation=True,
+                        max_length=max_len)["input_ids"]
         if ex.label is None:
             raise ValueError("classification example without a label")
         out.append(Encoded(ids, int(ex.label)))

@@ -21,8 +21,8 @@ from peftbench.engine.measure import synchronize
 from peftbench.engine.train import autocast_context
 from peftbench.tasks.base import Example, Task
 
-__all__ = ["Progress", "general_text_loss", "generate", "inference_slowdown", "own_loop_fits",
-           "score_classifier", "score_generation"]
+__all__ = ["Progress", "classify", "general_text_loss", "generate", "inference_slowdown",
+           "own_loop_fits", "score_classifier", "score_generation"]
 
 
 def score_generation(
@@ -37,27 +37,39 @@ def score_generation(
     return correct / len(examples), outputs
 
 
-@torch.no_grad()
 def score_classifier(
     model: nn.Module, features: Sequence[Encoded], *, pad_id: int, batch_size: int,
     device: torch.device, amp_dtype: torch.dtype | None = None, advance: Progress = None,
 ) -> tuple[float, list[int]]:
     """Accuracy of a sequence classifier (argmax of the logits) and its predictions."""
+    predictions, _ = classify(model, features, pad_id=pad_id, batch_size=batch_size,
+                              device=device, amp_dtype=amp_dtype, advance=advance)
+    correct = sum(p == f.labels for p, f in zip(predictions, features, strict=True))
+    return correct / max(len(features), 1), predictions
+
+
+@torch.no_grad()
+def classify(
+    model: nn.Module, features: Sequence[Encoded], *, pad_id: int, batch_size: int,
+    device: torch.device, amp_dtype: torch.dtype | None = None, advance: Progress = None,
+) -> tuple[list[int], list[tuple[float, ...]]]:
+    """A sequence classifier's predicted class (argmax of the logits) and class
+    probabilities (softmax) for each of ``features``, in order."""
     model.eval()
     predictions: list[int] = []
-    correct = 0
+    probabilities: list[tuple[float, ...]] = []
     for start in range(0, len(features), batch_size):
         chunk = features[start:start + batch_size]
         batch = collate(chunk, pad_id)
         with autocast_context(device, amp_dtype):
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
-        preds = logits.argmax(-1).cpu()
-        predictions.extend(preds.tolist())
-        correct += int((preds == batch["labels"]).sum())
+        logits = logits.float().cpu()
+        predictions.extend(logits.argmax(-1).tolist())
+        probabilities.extend(tuple(row) for row in logits.softmax(-1).tolist())
         if advance:
             advance(len(chunk))
-    return correct / max(len(features), 1), predictions
+    return predictions, probabilities
 
 
 @torch.no_grad()

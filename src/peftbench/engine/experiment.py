@@ -51,6 +51,7 @@ from peftbench.engine.prepared import (
     prepare,
     score_answers,
     score_items,
+    score_metrics,
     score_split,
 )
 from peftbench.engine.progress import make_progress, phase
@@ -71,7 +72,7 @@ from peftbench.trackers import RunTracking, TrackingConfig
 
 __all__ = ["BASE_PROBES_DIR", "Prepared", "RunOutcome", "base_probes_key", "build_result",
            "encode_examples", "items_fingerprint", "model_kind", "prepare", "run_experiment",
-           "score_answers", "score_items", "score_split"]
+           "score_answers", "score_items", "score_metrics", "score_split"]
 
 
 @dataclass
@@ -188,7 +189,8 @@ def _train_and_measure(prep: Prepared, bar: Any, adapter_dir: Path | None,
     _train(prep, model, bar, m, validate=scores, on_log=tracker.log if tracker else None)
     if params.eval_test and scores:
         with clock("test"):
-            m.test_score, m.test_answers = score_answers(prep, model, "test", bar, "test")
+            m.test_metrics, m.test_answers = score_metrics(prep, model, "test", bar, "test")
+        m.test_score = m.test_metrics[prep.task.metric]
         m.test_items = [int(a.correct) for a in m.test_answers]
     if prep.general_blocks:
         with clock("forgetting"):

@@ -30,7 +30,7 @@ from peftbench.engine.spec import ExperimentSpec
 from peftbench.errors import UserError
 from peftbench.methods import get_method
 from peftbench.methods.base import Method
-from peftbench.tasks import Example, Task, get_task
+from peftbench.tasks import Example, Prediction, Task, get_task
 
 
 @dataclass
@@ -52,12 +52,13 @@ class Prepared:
 def prepare(spec: ExperimentSpec) -> Prepared:
     """Load and validate everything a run needs; raises `UserError` for the user's mistakes."""
     task = get_task(spec.task, spec.task_options)
+    kind = model_kind(task, spec.model)
+    task.use_model_kind(kind)
     splits = {name: task.load_split(name) for name in ("train", "validation", "test")}
     for name, examples in splits.items():
         if not examples:
             raise UserError(f"task '{spec.task}': the {name} split is empty")
     method = get_method(spec.method)
-    kind = model_kind(task, spec.model)
     loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
                         seed=spec.train.seed)
     device = device_for_run()
@@ -114,19 +115,35 @@ def score_answers(prep: Prepared, model: nn.Module, split: str, bar: Any,
                   label: str) -> tuple[float, list[Answer]]:
     """The primary metric on ``split`` and each item's `Answer` (prompt, reference, output,
     extracted answer, verdict), in the split's order."""
+    metrics, answers = score_metrics(prep, model, split, bar, label)
+    return metrics[prep.task.metric], answers
+
+
+def score_metrics(prep: Prepared, model: nn.Module, split: str, bar: Any,
+                  label: str) -> tuple[dict[str, float], list[Answer]]:
+    """Every metric the task computes on ``split`` (`Task.score`: corpus-level figures such
+    as F1 or a correlation, the primary metric among them) and each item's `Answer`."""
     examples = prep.splits[split]
     with phase(bar, label, len(examples)) as advance:
         if prep.loaded.kind == "seq-cls":
-            return _classifier_answers(prep, model, examples, advance)
-        return _generated_answers(prep, model, examples, advance)
+            answers, probabilities = _classifier_answers(prep, model, examples, advance)
+        else:
+            answers, probabilities = _generated_answers(prep, model, examples, advance)
+    predictions = [Prediction(a.answer, a.correct, p)
+                   for a, p in zip(answers, probabilities, strict=True)]
+    metrics = prep.task.score(predictions, examples)
+    if prep.task.metric not in metrics:
+        raise ValueError(f"task {prep.task.name!r} scored no {prep.task.metric!r} "
+                         f"(it gave {sorted(metrics)})")
+    return metrics, answers
 
 
 def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example],
-                        advance: Any) -> tuple[float, list[Answer]]:
-    """A classifier head's predicted label for each example."""
+                        advance: Any) -> tuple[list[Answer], list[tuple[float, ...]]]:
+    """A classifier head's predicted label for each example, and its class probabilities."""
     params, names = prep.spec.train, prep.task.labels
     features = encode_examples(prep, examples)
-    score, predictions = evaluate.score_classifier(
+    predictions, probabilities = evaluate.classify(
         model, features, pad_id=prep.loaded.tokenizer.pad_token_id,
         batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
         advance=advance)
@@ -137,7 +154,7 @@ def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example
         answers.append(Answer(i, example.text or example.prompt,
                               _label_name(names, feature.labels), said, said,
                               pred == feature.labels))
-    return score, answers
+    return answers, probabilities
 
 
 def _label_name(names: tuple[str, ...], index: Any) -> str:
@@ -146,10 +163,11 @@ def _label_name(names: tuple[str, ...], index: Any) -> str:
 
 
 def _generated_answers(prep: Prepared, model: nn.Module, examples: list[Example],
-                       advance: Any) -> tuple[float, list[Answer]]:
-    """Each example's greedy generation, the answer the task extracts and its verdict."""
+                       advance: Any) -> tuple[list[Answer], list[tuple[float, ...]]]:
+    """Each example's greedy generation, the answer the task extracts and its verdict (no
+    class probabilities: empty tuples)."""
     params, task = prep.spec.train, prep.task
-    score, outputs = evaluate.score_generation(
+    _, outputs = evaluate.score_generation(
         task, model, prep.loaded.tokenizer, examples,
         max_new_tokens=params.max_new_tokens or task.max_new_tokens,
         batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
@@ -157,7 +175,7 @@ def _generated_answers(prep: Prepared, model: nn.Module, examples: list[Example]
     answers = [Answer(i, e.prompt, e.answer or e.target.strip(), o, task.extract_answer(o),
                       bool(task.is_correct(o, e)))
                for i, (o, e) in enumerate(zip(outputs, examples, strict=True))]
-    return score, answers
+    return answers, [()] * len(answers)
 
 
 def items_fingerprint(examples: list[Example]) -> str:

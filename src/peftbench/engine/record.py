@@ -78,6 +78,8 @@ class Measurements:
     optimizer_type: str | None = None
     data_order: str | None = None
     test_score: float | None = None
+    #: every metric the task computes on test (the primary one is ``test_score``)
+    test_metrics: dict[str, float] = field(default_factory=dict)
     test_items: list[int] | None = None
     test_answers: list[Answer] | None = None  # each test item's prompt, output and verdict
     forgetting: float | None = None
@@ -188,9 +190,11 @@ class ResultRecord:
         """The validation entries, then (a tested, successful run) the final test entry."""
         metrics = list(m.metrics)
         if self.status == STATUS_SUCCESS and self.spec.train.eval_test and not m.scores_note:
+            others = {f"test {name}": value for name, value in m.test_metrics.items()
+                      if name != self.test_metric}
             metrics.append({
                 "step": self.spec.train.steps_to_run(), f"test {self.test_metric}": m.test_score,
-                "train loss": m.last_loss, "train samples": m.train_samples,
+                **others, "train loss": m.last_loss, "train samples": m.train_samples,
                 "train total tokens": m.train_tokens, "forgetting": m.forgetting})
         return metrics
 
@@ -307,6 +311,16 @@ class ResultView:
     def test_score(self) -> float | None:
         """The primary metric on test (None for a run that never scored test)."""
         return _number(self.train_info.get("test_score"))
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """Every metric the task computed on test, by name, read from the final test entry
+        (``metrics[-1]``'s ``test NAME`` figures; {} for a run that never scored test)."""
+        entries = self.metrics
+        final = entries[-1] if entries else {}
+        found = {key.removeprefix("test "): _number(value) for key, value in final.items()
+                 if isinstance(key, str) and key.startswith("test ")}
+        return {name: value for name, value in found.items() if value is not None}
 
     @property
     def base_test_score(self) -> float | None:

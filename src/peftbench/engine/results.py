@@ -175,6 +175,8 @@ class RunSummary:
     answers_path: str | None = None
     #: why the run measured no score (a cost-only run); None when it did
     scores_note: str | None = None
+    #: every metric the task computed on test, by name (the primary one is ``test_score``)
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -266,6 +268,7 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         answers_path=str(Path(path).with_name(view.answers_file))
         if path and view.answers_file else None,
         scores_note=view.scores_note,
+        test_metrics=view.test_metrics,
     )
 
 

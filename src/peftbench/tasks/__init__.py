@@ -4,11 +4,19 @@ Importing this package imports every task module so that each registers itself; 
 packages add tasks through the entry point group ``peftbench.tasks``.
 """
 
-from peftbench.tasks import arith, gsm8k, sst2, user_data  # noqa: F401  (they register)
+from peftbench.tasks import (  # noqa: F401  (they register)
+    arith,
+    glue,
+    gsm8k,
+    sst2,
+    superglue,
+    user_data,
+)
 from peftbench.tasks.base import (
     ENTRY_POINT_GROUP,
     SPLITS,
     Example,
+    Prediction,
     Task,
     TaskDoc,
     TaskOption,
@@ -25,6 +33,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "SPLITS",
     "Example",
+    "Prediction",
     "Task",
     "TaskDoc",
     "TaskOption",

@@ -17,7 +17,7 @@ Two kinds of tasks exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +36,25 @@ class Example:
     answer: str = ""  # the reference answer to score against (e.g. "42", "positive")
     text: str = ""  # raw input text, for encoders
     label: int | None = None
+    #: the second text of a pair (an encoder reads ``text`` and ``text_pair`` as one pair)
+    text_pair: str = ""
+    #: the examples scored together share a group (a MultiRC question's answers, a ReCoRD
+    #: query's candidates); "" when the example stands alone
+    group: str = ""
+    #: every accepted answer where there is more than one (a ReCoRD entity's mentions)
+    references: tuple[str, ...] = ()
+    #: the candidate this example asks about (a ReCoRD entity scored by an encoder)
+    choice: str = ""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model answered for one example: the extracted answer (a classifier head: the
+    predicted label's name), its verdict, and a classifier head's class probabilities."""
+
+    answer: str
+    correct: bool
+    probabilities: tuple[float, ...] = ()
 
 
 class Task(ABC):
@@ -66,6 +85,19 @@ class Task(ABC):
     def is_correct(self, generated: str, example: Example) -> bool:
         """Whether a generated continuation answers ``example`` correctly."""
         return self.extract_answer(generated) == example.answer
+
+    def score(self, predictions: Sequence[Prediction],
+              examples: Sequence[Example]) -> dict[str, float]:
+        """The corpus-level metrics of ``predictions`` (one per example, in order), the
+        primary ``metric`` among them. The default: the share of correct answers."""
+        share = sum(p.correct for p in predictions) / len(predictions) if predictions else 0.0
+        return {self.metric: share}
+
+    def use_model_kind(self, kind: str) -> None:
+        """Told by the engine, before any split is loaded, how the model is trained:
+        ``"causal-lm"`` or ``"seq-cls"`` (a task whose examples differ by kind, like ReCoRD,
+        builds them accordingly). The default does nothing."""
+        del kind  # the examples of most tasks are the same for both kinds
 
     def describe(self) -> dict[str, Any]:
         """Identity of the task and its data for the result file's ``meta_info``."""

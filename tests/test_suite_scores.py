@@ -1,0 +1,65 @@
+"""The GLUE and SuperGLUE scores: mean of task scores, two-metric tasks averaged, computed only
+when every task of a suite is present, on the configuration chosen on validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from peftbench.analysis import SUITES, suite_score, suite_scores, suite_tasks, task_scores
+from peftbench.engine.results import RunSummary
+
+GLUE_METRICS = {
+    "glue:cola": {"matthews_corrcoef": 0.5},
+    "glue:sst2": {"accuracy": 0.9},
+    "glue:mrpc": {"f1": 0.8, "accuracy": 0.6},  # task score 0.7
+    "glue:stsb": {"pearson": 0.9, "spearman": 0.7},  # 0.8
+    "glue:qqp": {"f1": 0.7, "accuracy": 0.9},  # 0.8
+    "glue:mnli_matched": {"accuracy": 0.8},
+    "glue:mnli_mismatched": {"accuracy": 0.6},  # MNLI: 0.7
+    "glue:qnli": {"accuracy": 0.9},
+    "glue:rte": {"accuracy": 0.6},
+    "glue:wnli": {"accuracy": 0.5},
+}
+
+
+def test_glue_score_is_the_mean_of_task_scores_with_two_metric_tasks_averaged():
+    scores = task_scores("glue", GLUE_METRICS)
+    assert scores["mrpc"] == pytest.approx(0.7) and scores["mnli"] == pytest.approx(0.7)
+    expected = (0.5 + 0.9 + 0.7 + 0.8 + 0.8 + 0.7 + 0.9 + 0.6 + 0.5) / 9
+    assert suite_score("glue", GLUE_METRICS) == pytest.approx(expected)
+    assert len(SUITES["glue"]) == 9 and len(SUITES["superglue"]) == 8
+    assert "superglue:axb" not in suite_tasks("superglue")  # diagnostics are not scored
+
+
+def test_a_missing_task_or_metric_gives_no_score():
+    partial = {k: v for k, v in GLUE_METRICS.items() if k != "glue:wnli"}
+    assert suite_score("glue", partial) is None
+    no_f1 = {**GLUE_METRICS, "glue:mrpc": {"accuracy": 0.6}}
+    assert suite_score("glue", no_f1) is None and "mrpc" not in task_scores("glue", no_f1)
+
+
+def run(task: str, metrics: dict[str, float], method: str = "lora", lr: float = 1e-3,
+        seed: int = 0, valid: float = 0.5, status: str = "success") -> RunSummary:
+    spec = {"model": "m", "task": task, "method": method, "train": {"lr": lr, "seed": seed}}
+    return RunSummary(path=f"{task}-{method}-{lr}-{seed}.json", source="peftbench",
+                      experiment_name=f"{method}/{task}", method=method, model="m", task=task,
+                      status=status, test_metrics=dict(metrics), valid_curve=[(10, valid)],
+                      spec=spec)
+
+
+def test_suite_scores_per_technique_choose_on_validation_and_average_seeds():
+    runs = [run(task, metrics) for task, metrics in GLUE_METRICS.items()]
+    # a second seed of CoLA with another figure: the two seeds are averaged (0.5, 0.7 -> 0.6)
+    runs.append(run("glue:cola", {"matthews_corrcoef": 0.7}, seed=1))
+    # a CoLA configuration better on test but worse on validation is not chosen
+    runs.append(run("glue:cola", {"matthews_corrcoef": 1.0}, lr=1e-2, valid=0.1))
+    # another technique lacks a task: no score for it; a failed run counts for nothing
+    runs += [run(task, metrics, method="ia3") for task, metrics in GLUE_METRICS.items()
+             if task != "glue:rte"]
+    runs.append(run("glue:rte", {"accuracy": 1.0}, method="ia3", status="failed"))
+    found = suite_scores(runs)
+    assert [(s.suite, s.technique) for s in found] == [("glue", "lora")]
+    score = found[0]
+    assert score.tasks["cola"] == pytest.approx(0.6) and score.runs == 11
+    expected = (0.6 + 0.9 + 0.7 + 0.8 + 0.8 + 0.7 + 0.9 + 0.6 + 0.5) / 9
+    assert score.score == pytest.approx(expected) and score.model == "m"

@@ -1,0 +1,82 @@
+"""GLUE and SuperGLUE tasks through the engine on tiny random models: an encoder with a
+classification head on a sentence-pair task, a causal LM answering in text, an encoder scoring
+ReCoRD's candidates; every official metric recorded, per-item outcomes kept."""
+
+from __future__ import annotations
+
+import pytest
+from glue_fixtures import write_task
+
+from peftbench.engine.batching import encode_classification
+from peftbench.engine.experiment import run_experiment
+from peftbench.engine.record import ResultView
+from peftbench.engine.results import read_result, summarize
+from peftbench.engine.spec import ExperimentSpec, TrainParams
+from peftbench.tasks import Example
+
+
+def spec_for(model: str, task: str, folder, **options) -> ExperimentSpec:
+    train = TrainParams(max_steps=2, batch_size=4, eval_every=2, max_new_tokens=4,
+                        forgetting_samples=0, eval_batch_size=8, max_seq_length=96,
+                        measure_inference=False)
+    return ExperimentSpec(model=model, task=task, method="lora", train=train,
+                          task_options={"data": str(folder), "n_valid": 4, **options})
+
+
+def test_an_encoder_on_mrpc_records_f1_and_accuracy(tmp_path):
+    folder = write_task(tmp_path / "mrpc", "glue:mrpc", n_train=24, n_test=8)
+    outcome = run_experiment(spec_for("tiny-bert", "glue:mrpc", folder), tmp_path / "out",
+                             progress=False, save_adapter=False)
+    assert outcome.ok, outcome.error
+    data = read_result(outcome.path)
+    info = data["train_info"]
+    assert info["test_metric"] == "f1" and data["meta_info"]["dataset_info"]["name"] == "glue:mrpc"
+    final = info["metrics"][-1]
+    assert final["test f1"] == info["test_score"] and 0 <= final["test accuracy"] <= 1
+    items = info["test_items"]  # per-item outcomes stay recorded: accuracy is their mean
+    assert len(items) == 8 and final["test accuracy"] == pytest.approx(sum(items) / 8)
+    assert "valid f1" in info["metrics"][0]
+    view = ResultView(data)
+    assert set(view.test_metrics) == {"f1", "accuracy"}
+    assert summarize(data, str(outcome.path)).test_metrics == view.test_metrics
+
+
+def test_a_causal_lm_on_cb_answers_in_words_and_records_macro_f1(tmp_path):
+    folder = write_task(tmp_path / "cb", "superglue:cb", n_train=24, n_test=6)
+    outcome = run_experiment(spec_for("tiny-llama", "superglue:cb", folder), tmp_path / "out",
+                             progress=False, save_adapter=False)
+    assert outcome.ok, outcome.error
+    info = outcome.result["train_info"]
+    final = info["metrics"][-1]
+    assert info["test_metric"] == "macro_f1" and final["test macro_f1"] == info["test_score"]
+    assert final["test accuracy"] == pytest.approx(sum(info["test_items"]) / 6)
+    assert outcome.view.test_metrics.keys() == {"macro_f1", "accuracy"}
+
+
+def test_an_encoder_on_record_scores_each_candidate_and_chooses_per_query(tmp_path):
+    folder = write_task(tmp_path / "record", "superglue:record", n_train=12, n_test=4)
+    outcome = run_experiment(spec_for("tiny-bert", "superglue:record", folder),
+                             tmp_path / "out", progress=False, save_adapter=False)
+    assert outcome.ok, outcome.error
+    info = outcome.result["train_info"]
+    assert len(info["test_items"]) == 4 * 3  # one outcome per candidate entity
+    final = info["metrics"][-1]
+    # every fixture query's answer is a single-token entity: F1 equals exact match
+    assert final["test f1"] == final["test em"] == info["test_score"]
+    assert final["test em"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert outcome.result["meta_info"]["dataset_info"]["sizes"]["test"] == 12
+
+
+def test_an_encoder_reads_a_pair_with_its_separator():
+    from transformers import AutoTokenizer
+
+    from peftbench.engine.models import minilm_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))  # the embedded encoder's
+    single = Example(prompt="", target="", text="first words", label=0)
+    pair = Example(prompt="", target="", text="first words", text_pair="second words",
+                   label=1)
+    one, two = encode_classification([single, pair], tokenizer, 64)
+    sep = tokenizer.sep_token_id
+    assert one.input_ids.count(sep) == 1 and two.input_ids.count(sep) == 2
+    assert two.input_ids[:len(one.input_ids)] == one.input_ids and two.labels == 1
