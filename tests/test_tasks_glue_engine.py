@@ -80,3 +80,20 @@ def test_an_encoder_reads_a_pair_with_its_separator():
     sep = tokenizer.sep_token_id
     assert one.input_ids.count(sep) == 1 and two.input_ids.count(sep) == 2
     assert two.input_ids[:len(one.input_ids)] == one.input_ids and two.labels == 1
+
+
+def test_fingerprints_see_a_pair_and_leave_other_examples_as_they_were():
+    import hashlib
+    import json
+
+    from peftbench.engine.prepared import items_fingerprint
+    from peftbench.tasks.prepared import fingerprint
+
+    plain = Example(prompt="p", target=" t", answer="t", text="x", label=1)
+    before = hashlib.sha256(json.dumps(["p", " t", "t", "x", 1]).encode()).hexdigest()[:16]
+    assert items_fingerprint([plain]) == before  # results written earlier still pair up
+    bob, paris = (Example(prompt="q", target="", answer="no", text="passage", label=0,
+                          text_pair=f"{who} went home") for who in ("Bob", "Paris"))
+    assert items_fingerprint([bob, paris]) != items_fingerprint([paris, bob])
+    splits = {"train": [bob], "validation": [], "test": []}
+    assert fingerprint(splits) != fingerprint({**splits, "train": [paris]})

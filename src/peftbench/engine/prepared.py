@@ -31,6 +31,7 @@ from peftbench.errors import UserError
 from peftbench.methods import get_method
 from peftbench.methods.base import Method
 from peftbench.tasks import Example, Prediction, Task, get_task
+from peftbench.tasks.prepared import extra_parts
 
 
 @dataclass
@@ -183,7 +184,8 @@ def items_fingerprint(examples: list[Example]) -> str:
     when their fingerprints agree (same items, same order)."""
     digest = hashlib.sha256()
     for e in examples:
-        digest.update(json.dumps([e.prompt, e.target, e.answer, e.text, e.label]).encode())
+        digest.update(json.dumps([e.prompt, e.target, e.answer, e.text, e.label,
+                                  *extra_parts(e)]).encode())
     return digest.hexdigest()[:16]
 
 

@@ -58,7 +58,16 @@ def fingerprint(splits: dict[str, list[Example]]) -> str:
     for split in SPLITS:
         digest.update(f"<{split}>".encode())
         for ex in splits[split]:
-            for part in (ex.prompt, ex.target, ex.answer, ex.text, str(ex.label)):
+            for part in (ex.prompt, ex.target, ex.answer, ex.text, str(ex.label),
+                         *extra_parts(ex)):
                 digest.update(part.encode("utf-8", "surrogatepass"))
                 digest.update(b"\x1f")
     return digest.hexdigest()[:16]
+
+
+def extra_parts(ex: Example) -> tuple[str, ...]:
+    """The parts of an example beyond prompt, target, answer, text and label that identify it
+    (a text pair, the accepted answers), only where it has them: the fingerprints of examples
+    without them stay what they were before these fields existed."""
+    parts = (ex.text_pair, "\x1e".join(ex.references))
+    return parts if any(parts) else ()
