@@ -63,3 +63,20 @@ def test_suite_scores_per_technique_choose_on_validation_and_average_seeds():
     assert score.tasks["cola"] == pytest.approx(0.6) and score.runs == 11
     expected = (0.6 + 0.9 + 0.7 + 0.8 + 0.8 + 0.7 + 0.9 + 0.6 + 0.5) / 9
     assert score.score == pytest.approx(expected) and score.model == "m"
+
+
+def test_an_item_interval_is_attached_only_where_the_score_is_the_items_mean():
+    from peftbench.analysis import aggregate
+
+    def scored(task: str, score: float, seed: int) -> RunSummary:
+        summary = run(task, {"x": score}, seed=seed)
+        summary.test_score, summary.test_items = score, [1, 1, 0, 1]
+        summary.items_fingerprint = "same"
+        return summary
+
+    accuracy, = aggregate([scored("glue:rte", 0.75, 0), scored("glue:rte", 0.75, 1)])
+    assert accuracy.test_items and "test_score" in accuracy.bounds
+    # a Matthews correlation of 0.3 is not the share of right items (0.75): no item interval
+    mcc, = aggregate([scored("glue:cola", 0.3, 0), scored("glue:cola", 0.3, 1)])
+    assert mcc.test_items is None and "test_score" not in mcc.bounds
+    assert mcc.values["test_score"] == pytest.approx(0.3)

@@ -226,10 +226,13 @@ def _pool(key: str, members: list[RunSummary], stat: str, names: list[str]) -> A
 
 def _attach_items(agg: Aggregate, runs: list[RunSummary]) -> None:
     """Per-item outcomes and the item-level interval of the test score, where every run has
-    them on the same items."""
+    them on the same items and its score is their mean (an F1 or a correlation is not: its
+    interval stays the seeds')."""
     items = [r.test_items for r in runs]
     prints = {r.items_fingerprint for r in runs}
     if not runs or any(not i for i in items) or len(prints) != 1:
+        return
+    if not all(_score_is_item_mean(r) for r in runs):
         return
     if len({len(i) for i in items}) != 1:
         return
@@ -238,6 +241,15 @@ def _attach_items(agg: Aggregate, runs: list[RunSummary]) -> None:
     mean, low, high = score_interval(agg.test_items)
     agg.bounds["test_score"] = (low, high)
     agg.ci["test_score"] = max(high - mean, mean - low)
+
+
+def _score_is_item_mean(run: RunSummary) -> bool:
+    """Whether the run's test score is the mean of its per-item outcomes (accuracy, exact
+    match), so that the items' interval is the score's."""
+    items = run.test_items or []
+    if run.test_score is None or not items:
+        return False
+    return math.isclose(run.test_score, sum(items) / len(items), abs_tol=1e-9)
 
 
 def _selection_score(run: RunSummary) -> float:
