@@ -289,3 +289,21 @@ def test_local_files_need_the_hub_field_names(tmp_path):
     write_jsonl(folder / "validation.jsonl", [{"sentence": "x", "label": 0}])
     with pytest.raises(UserError, match=r"train.jsonl line 1: missing field 'sentence'"):
         get_task("glue:sst2", {"data": str(folder)}).load_split("train")
+
+
+def test_peftbench_run_stops_on_a_bad_row_with_one_line_and_writes_nothing(
+        tmp_path, capsys, monkeypatch):
+    from cli_helpers import peftbench
+
+    folder = write_task(tmp_path / "rte", "glue:rte")
+    train = folder / "train.jsonl"
+    lines = train.read_text().splitlines()
+    lines[1] = json.dumps({"sentence1": "a", "sentence2": "b", "label": 7})
+    train.write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = peftbench(capsys, "run", "--model", "tiny-bert", "--task", "glue:rte",
+                               "--data", str(folder), "--steps", "1", "--out", "results")
+    assert code == 2
+    assert err.strip() == (f"error: {train} line 2: field 'label' must be an integer from 0 "
+                           "to 1, got 7")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

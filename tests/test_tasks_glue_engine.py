@@ -4,6 +4,8 @@ ReCoRD's candidates; every official metric recorded, per-item outcomes kept."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from glue_fixtures import write_task
 
@@ -39,6 +41,10 @@ def test_an_encoder_on_mrpc_records_f1_and_accuracy(tmp_path):
     view = ResultView(data)
     assert set(view.test_metrics) == {"f1", "accuracy"}
     assert summarize(data, str(outcome.path)).test_metrics == view.test_metrics
+    answers = [json.loads(line) for line in outcome.path.with_name(
+        info["test_answers"]).read_text().splitlines()]  # both texts of a pair are shown
+    assert answers[1]["prompt"] == "test first text 1\ntest second text 1"
+    assert [int(a["correct"]) for a in answers] == items
 
 
 def test_a_causal_lm_on_cb_answers_in_words_and_records_macro_f1(tmp_path):

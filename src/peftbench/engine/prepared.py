@@ -152,10 +152,16 @@ def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example
     for i, (pred, feature, example) in enumerate(zip(predictions, features, examples,
                                                      strict=True)):
         said = _label_name(names, pred)
-        answers.append(Answer(i, example.text or example.prompt,
+        answers.append(Answer(i, _classifier_input(example),
                               _label_name(names, feature.labels), said, said,
                               pred == feature.labels))
     return answers, probabilities
+
+
+def _classifier_input(example: Example) -> str:
+    """What a classifier head read: the text, and a pair's second text on its own line."""
+    text = example.text or example.prompt
+    return f"{text}\n{example.text_pair}" if example.text_pair else text
 
 
 def _label_name(names: tuple[str, ...], index: Any) -> str:
