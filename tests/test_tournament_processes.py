@@ -195,10 +195,13 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
 
 def test_ctrl_c_stops_the_runs_in_flight_without_recording_them(tmp_path):
     out = tmp_path / "t"
+    # a shell starts background jobs with SIGINT ignored, and Python then keeps it ignored:
+    # give the tournament the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen([sys.executable, "-m", "peftbench.cli", "tournament", *CLI_ARGS,
                              "--methods", "lora", "--lr-points", "1", "--out", str(out),
                              "--no-calibrate"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not workers_alive(str(out)) and time.monotonic() < deadline:
         time.sleep(0.1)
