@@ -73,7 +73,12 @@ def _estimates(runs: dict, seeds: list[str]) -> str:
         return ""
     parts = ", ".join(f"{e['with_extensions_taken'] / 60:.1f} min (ratio {e['ratio']:.2f})"
                       for e in found)
-    return (f" The plan's estimate, with the grid extensions each run took: {parts}.")
+    startup = ", ".join(f"{e['startup_seconds']:.1f} s" for e in found
+                        if e.get("startup_seconds") is not None)
+    calibrated = (f" Start-up per run (warm, from each tournament's own calibration): "
+                  f"{startup}." if startup else "")
+    return (f" The plan's estimate, with the grid extensions each run took: {parts}."
+            + calibrated)
 
 
 def memory_table(data: dict) -> list[str]:
