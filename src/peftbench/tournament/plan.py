@@ -28,16 +28,15 @@ PRESETS: dict[str, list[str] | None] = {
 }
 
 #: what ``--preset NAME`` sets (options given explicitly win): techniques and a budget.
-#: ``quick`` is the smallest budget whose verdict is worth reading, with SmolLM2-135M on arith
-#: on a 2-core CPU (see the README for the measured time): two-step problems, which a few dozen
-#: steps of fine-tuning visibly improve, one validation per run, and 300 test problems, so that
-#: the paired tests separate techniques about 0.1 apart (120 items separated OFT from LoRA in
-#: one seed of two; 48 left ±0.14 intervals). One grid extension at most, since short budgets
-#: tend to pick the top of a 2-point grid.
+#: ``quick`` is sized for about 10 minutes with SmolLM2-135M on arith on a 2-core CPU (see
+#: the README for the measured figures): two-step problems, which a few dozen steps of
+#: fine-tuning visibly improve, one validation per run, and 120 test problems: enough for the
+#: paired tests to separate the techniques that really differ (48 left ±0.14 intervals). One
+#: grid extension at most, since short budgets tend to pick the top of a 2-point grid.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"methods": "preset:quick", "steps": 24, "lr_points": 2, "lr_extend": 1,
               "eval_base": True, "train": {"eval_every": 24, "forgetting_samples": 8},
-              "task_options": {"arith": {"difficulty": 2, "n_valid": 24, "n_test": 300}}},
+              "task_options": {"arith": {"difficulty": 2, "n_valid": 24, "n_test": 120}}},
     "full": {"methods": "preset:full"},
     "memory": {"methods": "preset:memory"},
 }
