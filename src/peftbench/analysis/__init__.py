@@ -76,8 +76,11 @@ from peftbench.analysis.recommendation import Recommendation, describe, recommen
 from peftbench.analysis.suite_scores import (
     SUITES,
     SuiteScore,
+    SuiteStanding,
+    missing_tasks,
     suite_score,
     suite_scores,
+    suite_standings,
     suite_tasks,
     task_scores,
 )
@@ -129,8 +132,11 @@ __all__ = [
     # suite scores (GLUE, SuperGLUE)
     "SUITES",
     "SuiteScore",
+    "SuiteStanding",
+    "missing_tasks",
     "suite_score",
     "suite_scores",
+    "suite_standings",
     "suite_tasks",
     "task_scores",
 ]
