@@ -12,6 +12,7 @@ from result_fixtures import (
     fake_capabilities,
     our_result,
     suite_memory_accuracy_frontier,
+    write_glue_results,
     write_our_results,
 )
 from typer.testing import CliRunner
@@ -160,30 +161,9 @@ def test_report_json_is_never_modified(tmp_path: Path) -> None:
     assert json.loads(next(iter(before.values())))["run_info"]
 
 
-def _glue_results(folder: Path) -> Path:
-    """LoRA on every GLUE task, IA3 on MRPC and RTE only, each task's official metrics."""
-    from result_fixtures import _write
-
-    from peftbench.analysis import SUITES
-
-    for method, tasks in (("lora", None), ("ia3", ("mrpc", "rte"))):
-        for component, parts in SUITES["glue"].items():
-            if tasks is not None and component not in tasks:
-                continue
-            for task in dict.fromkeys(t for t, _ in parts):
-                score = 0.7 if method == "lora" else 0.8
-                data = our_result(method, 1e-3, 1, score, 1.0, task=task)
-                final = data["train_info"]["metrics"][-1]
-                final.pop("test accuracy")
-                final.update({f"test {metric}": score for t, metric in parts if t == task})
-                data["run_info"]["peftbench"]["spec_hash"] += task  # one file per task
-                _write(folder / task.partition(":")[2], data)
-    return folder
-
-
 def test_report_on_a_suite_shows_the_per_task_table_and_the_suite_score(tmp_path):
     out = tmp_path / "report"
-    write_report([_glue_results(tmp_path / "glue")], out)
+    write_report([write_glue_results(tmp_path / "glue")], out)
     markdown = (out / "report.md").read_text()
     table = markdown.split("## GLUE / smollm2-135m: per task", 1)[1].split("\n## ", 1)[0]
     assert "| technique | cola | sst2 | mrpc | stsb | qqp | mnli | qnli | rte | wnli | GLUE " \
