@@ -249,7 +249,7 @@ document_task("glue", TaskDoc(
             "in its schema; test = the public validation split, validation carved from train",
     metric="the official metric per task: Matthews correlation (cola), F1 and accuracy (mrpc, "
            "qqp), Pearson and Spearman (stsb), accuracy (others)",
-    argument="NAME: " + ", ".join(TASKS),
+    argument="NAME: " + ", ".join(TASKS) + "; all: every task (tournament only)",
     options=suite_options(),
     example="--model minilm-l6 --task glue:mrpc --data path/to/mrpc --task-opt n_train=2000",
 ))
