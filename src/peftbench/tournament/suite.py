@@ -35,7 +35,7 @@ from peftbench.tournament.executors import Executor, RunRecord
 from peftbench.tournament.outcome import TournamentOutcome
 from peftbench.tournament.plan import Plan, TournamentConfig, make_plan
 from peftbench.tournament.runner import Hooks, Tournament
-from peftbench.tournament.storage import FolderLock
+from peftbench.tournament.storage import FolderLock, remove_leftovers
 
 #: the task argument that names a whole suite: ``glue:all``
 ALL = "all"
@@ -284,6 +284,7 @@ class SuiteTournament:
         outcome = SuiteOutcome(self.plan)
         self.plan.out.mkdir(parents=True, exist_ok=True)
         with FolderLock(self.plan.out):
+            remove_leftovers(self.plan.out)  # a killed suite's half-written suite.json
             for result in self._tasks():
                 outcome.results.append(result)
                 outcome.summary = write_summary(outcome)
