@@ -324,7 +324,7 @@ def export_table(data: dict) -> list[str]:
              f"{run['learning_rate']:g}; test accuracy {run['test_score']:.2f} on {run['n_test']} "
              f"arith problems (base model {_score(run['base_score'])}), adapter "
              f"{run['adapter_bytes'] / 2**20:.2f} MiB. Measured {data['created_at'][:10]}, "
-             f"{data['cpu_count']} CPUs.", "",
+             f"{data['cpu_count']} CPUs, torch on {data['torch_threads']} thread(s).", "",
              "| export | per-layer rank | mean / max relative error | test accuracy before → "
              "after | probe logits (relative diff) | checkpoint | vLLM `--max-lora-rank` | "
              "time |", "|---|---|---|---|---|---|---|---|"]
@@ -368,8 +368,8 @@ def export_synthetic_table(data: dict) -> list[str]:
                      f"{row['write_check_seconds']:.2f} s | {row['mean_relative_error']:.4f} | "
                      f"{row['max_rank']} | {row['checkpoint_bytes'] / 2**20:.1f} MiB |")
     lines += ["", f"{part['layers']} Linear layers, a synthetic update of rank "
-              f"{part['inner_rank']} plus noise; {data['cpu_count']} CPUs, "
-              f"{data['created_at'][:10]}."]
+              f"{part['inner_rank']} plus noise; {data['cpu_count']} CPUs, torch on "
+              f"{data['torch_threads']} thread(s), {data['created_at'][:10]}."]
     return lines
 
 
