@@ -387,8 +387,8 @@ def overhead_table(data: dict) -> list[str]:
             f"{data['ratio']:.3f} |", "",
             f"Median of {data['rounds']} interleaved rounds of {data['steps']} steps, AdamW "
             f"({opt}) in both (`benchmarks/bench_harness_overhead.py`, "
-            f"{data['created_at'][:10]}; load average {data['load_average']:.1f} on "
-            f"{data['cpu_count']} CPUs)."]
+            f"{data['created_at'][:10]}; torch on {data['torch_threads']} thread(s), load average "
+            f"{data['load_average']:.1f} on {data['cpu_count']} CPUs)."]
 
 
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
