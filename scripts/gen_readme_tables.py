@@ -185,7 +185,7 @@ def throughput_table(data: dict) -> list[str]:
     opt = data.get("optimizer_step_ms", {})
     note = (f"SmolLM2-135M + LoRA on arith, batch {data['batch_size']}, {data['steps']} steps × "
             f"{data['rounds']} rounds interleaved in one benchmark run (medians; "
-            f"`benchmarks/bench_throughput.py`, {data['threads']} threads, load average "
+            f"`benchmarks/bench_throughput.py`, torch on {data['threads']} thread(s), load average "
             f"{data['load_average']} on {data['cpu_count']} cores). Padded ÷ real tokens: "
             f"{pad.get('plain', float('nan')):.3f} plain, {pad.get('bucketed', float('nan')):.3f} "
             f"bucketed (windows of {data['bucket_batches']} batches).")

@@ -243,9 +243,9 @@ PEFT_REFUSAL_TYPES: tuple[type[BaseException], ...] = (
 def adamw_implementation(params: list[Any]) -> dict[str, bool]:
     """Keyword arguments for AdamW's fastest implementation over ``params``: the fused kernel
     where torch has one (floating-point parameters all on one CPU or CUDA device; on a 2-core
-    CPU it stepped LoRA's parameters ~5x faster than the per-tensor loop), else torch's own
-    choice. The fused step differs from the loop's only in rounding (~1e-8) and is
-    deterministic."""
+    CPU it steps LoRA's parameters about 4x faster than the per-tensor loop, see
+    benchmarks/bench_throughput.py), else torch's own choice. The fused step differs from the
+    loop's only in rounding (~1e-8) and is deterministic."""
     devices = {p.device.type for p in params}
     if params and len(devices) == 1 and devices <= {"cpu", "cuda"} and all(
             p.is_floating_point() for p in params):
