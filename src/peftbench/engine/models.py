@@ -57,6 +57,9 @@ class LoadedModel:
     name: str
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: an image model's parts outside its transformer (`peftbench.engine.diffusion.
+    #: ImagePipeline`); None for language models
+    pipeline: Any = None
 
     @property
     def random_weights(self) -> bool:
@@ -90,6 +93,13 @@ def load_model(
     """
     _quiet_transformers()
     key = name.strip()
+    from peftbench.engine.image_models import is_image_model, load_image_model
+
+    if kind == "image-gen":
+        return load_image_model(key, seed)
+    if is_image_model(key):
+        raise UserError(f"model '{name}' is an image model; use it with an image task "
+                        "(--task dreambooth)")
     if is_config_model(key):
         return load_config_model(key.removeprefix(CONFIG_PREFIX), kind, num_labels, seed)
     if key == "smollm2-135m":

@@ -11,7 +11,9 @@ Two kinds of tasks exist:
   greedily and comparing the extracted answer (e.g. the final number) with the reference;
 - ``classification``: each example has an integer ``label`` in ``range(len(labels))``; an encoder
   gets a classification head, a causal LM is trained to answer with the label's verbalizer
-  (``" " + labels[i]``) and scored on its generated answer.
+  (``" " + labels[i]``) and scored on its generated answer;
+- ``image``: each example is a prompt and an image (`peftbench.tasks.dreambooth`); an image
+  model learns to draw it and is scored by image similarity.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class Task(ABC):
     """A data set with train/validation/test splits and a primary metric (higher is better)."""
 
     name: str = ""
-    kind: Literal["generation", "classification"] = "generation"
+    kind: Literal["generation", "classification", "image"] = "generation"
     metric: str = "accuracy"
     #: class names, index = label (classification tasks only)
     labels: tuple[str, ...] = ()
