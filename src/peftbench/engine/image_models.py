@@ -22,15 +22,12 @@ import torch
 from torch import nn
 
 from peftbench.engine.diffusion import Conditioning, ImagePipeline
+from peftbench.engine.models import IMAGE
 from peftbench.errors import UserError, first_line
 
 KLEIN = "flux2-klein"
 KLEIN_ID = "black-forest-labs/FLUX.2-klein-base-4B"
-IMAGE_MODELS = {
-    "tiny-flux2": "small Flux 2 transformer pretrained in-process on scikit-learn's digits "
-                  "(8x8, pixel space; embedded, no download)",
-    KLEIN: f"{KLEIN_ID} through diffusers' Flux2KleinPipeline (hub, GPU)",
-}
+IMAGE_MODELS = IMAGE
 #: the PEFT suite's image-gen target modules (every Linear of the Flux 2 blocks)
 FLUX_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
                 "to_add_out", "to_qkv_mlp_proj", "linear_in", "linear_out"]

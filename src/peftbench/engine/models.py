@@ -44,6 +44,13 @@ TINY = {
     "tiny-llama": "random 2-layer Llama (hidden 64) for tests",
     "tiny-bert": "random 2-layer BERT (hidden 64) for tests",
 }
+#: image models (`peftbench.engine.image_models`), for image tasks (``--task dreambooth``)
+IMAGE = {
+    "tiny-flux2": "small Flux 2 transformer pretrained in-process on scikit-learn's digits "
+                  "(8x8, pixel space; embedded, no download)",
+    "flux2-klein": "black-forest-labs/FLUX.2-klein-base-4B through diffusers' "
+                   "Flux2KleinPipeline (hub, GPU)",
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
