@@ -312,3 +312,54 @@ def test_flux2_recipe_builds_its_adapter_on_a_random_tiny_flux2():
                if ".lora_A" in n}
     assert adapted == {"to_q", "to_k", "to_v", "0", "add_q_proj", "add_k_proj", "add_v_proj",
                        "to_add_out", "to_qkv_mlp_proj", "linear_in", "linear_out"}
+
+
+# ------------------------------------------------------------------------------ tournament
+
+
+def test_quick_image_preset_plans_tiny_flux2_on_dreambooth(capsys):
+    from peftbench.cli import main
+    from peftbench.tournament.plan import PRESETS
+
+    try:
+        main(["tournament", "--preset", "quick-image", "--dry-run", "--no-calibrate",
+              "--out", "unused"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert "tiny-flux2 on dreambooth" in out
+    for name in PRESETS["quick-image"]:
+        assert f"| {name} |" in out
+
+
+def test_tournament_kind_and_methods_table_know_image_models():
+    from peftbench.cli.methods import _model_kind
+    from peftbench.engine.experiment import model_kind
+    from peftbench.methods.table import catalog_rows
+    from peftbench.tasks import get_task
+    from peftbench.tournament import TournamentConfig
+    from peftbench.tournament.plan import make_plan
+
+    assert model_kind(get_task("dreambooth"), "tiny-flux2") == "image-gen"
+    assert _model_kind("tiny-flux2") == "image-gen"
+    plan = make_plan(TournamentConfig(model="tiny-flux2", task="dreambooth",
+                                      methods=["lora", "prompt_tuning"]), "image-gen")
+    assert plan.methods == ["lora"] and "prompt-based" in plan.excluded["prompt_tuning"]
+    rows = {r["name"]: r for r in catalog_rows(None, probe=False)}
+    assert rows["lora"]["applies"]["image-gen"] and not rows["prefix_tuning"]["applies"][
+        "image-gen"]
+
+
+def test_suite_image_gen_results_read_with_their_metric_and_drift():
+    from peftbench.engine.results import summarize
+
+    data = {"run_info": {"experiment_name": "lora/flux2-klein-default",
+                         "train_config": {"model_id": "black-forest-labs/FLUX.2-klein-base-4B"}},
+            "train_info": {"status": "success", "metrics": [
+                {"step": 100, "valid dino_similarity": 0.6},
+                {"step": 750, "test dino_similarity": 0.7, "drift": 0.26}]}}
+    summary = summarize(data, "image-gen/results/lora--flux2-klein-default.json")
+    assert summary.metric_name == "dino_similarity" and summary.test_score == 0.7
+    assert summary.forgetting == 0.26
+    data["train_info"]["metrics"][-1]["drift"] = float("nan")  # full fine-tuning
+    assert summarize(data, "x.json").forgetting is None
