@@ -219,6 +219,20 @@ def test_lora_run_writes_the_suite_image_gen_layout(small_model, tmp_path):
     assert any("sks letter" in s["prompt"] for s in samples)  # the leakage check
     summary = summarize(outcome.result, str(outcome.path))
     assert summary.metric_name == "digit_similarity" and summary.forgetting == final["drift"]
+    _report_shows_the_samples(outcome.path.parent, tmp_path / "report", len(samples) // 2)
+
+
+def _report_shows_the_samples(results, folder, prompts):
+    from peftbench.analysis.report import write_report
+
+    written = {p.name for p in write_report([results], folder)}
+    pictures = {n for n in written if n.startswith("sample-")}
+    assert len(pictures) == 2 * prompts  # base and lora, one per sample prompt
+    markdown = (folder / "report.md").read_text()
+    assert "### Sample images" in markdown and "| prompt | base | lora |" in markdown
+    assert all(f"]({name})" in markdown for name in pictures)
+    page = (folder / "report.html").read_text()
+    assert page.count("<img alt=") == 2 * prompts
 
 
 def test_same_seed_same_image_run(small_model, tmp_path):
