@@ -377,3 +377,63 @@ def test_suite_image_gen_results_read_with_their_metric_and_drift():
     assert summary.forgetting == 0.26
     data["train_info"]["metrics"][-1]["drift"] = float("nan")  # full fine-tuning
     assert summarize(data, "x.json").forgetting is None
+
+
+def _tiny_klein_folder(folder):
+    """A Flux2KleinPipeline of random tiny parts (Qwen3 text encoder with the 31 layers the
+    recipe reads, a two-block Flux 2 VAE, a one-block transformer), saved as a folder."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from peftbench.engine.models import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    torch.manual_seed(0)
+    text = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=31,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=600))
+    vae = AutoencoderKLFlux2(block_out_channels=(8, 8), layers_per_block=1, latent_channels=4,
+                             down_block_types=("DownEncoderBlock2D",) * 2, norm_num_groups=4,
+                             up_block_types=("UpDecoderBlock2D",) * 2)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32,
+        axes_dims_rope=(2, 2, 2, 2), guidance_embeds=False)
+    Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text,
+                       tokenizer=tokenizer, transformer=transformer).save_pretrained(folder)
+    return folder
+
+
+def test_diffusers_pipeline_folder_trains_with_the_suite_recipe(monkeypatch, tmp_path):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from peftbench.engine import image_run
+    from peftbench.engine.experiment import run_experiment
+    from peftbench.engine.image_scores import DinoEncoder
+    from peftbench.engine.spec import ExperimentSpec, TrainParams
+
+    dino = DinoEncoder(BitImageProcessor(size={"shortest_edge": 28},
+                                         crop_size={"height": 28, "width": 28}),
+                       Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=32,
+                                                image_size=28, patch_size=14)))
+    monkeypatch.setattr(image_run, "encoder_for", lambda scorer: dino)
+    model = _tiny_klein_folder(tmp_path / "klein")
+    spec = ExperimentSpec(
+        model=str(model), task=f"dreambooth:{_folder(tmp_path)}", method="lora",
+        task_options={"resolution": 16, "valid_size": 1, "test_size": 1},
+        train=TrainParams(max_steps=2, batch_size=2, eval_batch_size=2, measure_inference=False))
+    outcome = run_experiment(spec, tmp_path / "out", progress=False)
+    assert outcome.ok, outcome.error
+    info, config = outcome.result["train_info"], outcome.result["run_info"]["train_config"]
+    assert "test dino_similarity" in info["metrics"][-1] and 0 <= info["drift"] <= 1
+    assert config["resolution"] == 16 and config["pipeline"] == "Flux2KleinPipeline"
+    assert config["text_encoder_out_layers"] == [10, 20, 30]
+    assert config["max_sequence_length"] == 512
+    assert outcome.result["run_info"]["peft_config"]["target_modules"]

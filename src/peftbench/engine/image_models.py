@@ -140,7 +140,7 @@ class DiffusersPipeline(ImagePipeline):
         """Tokens → VAE image in [0, 1] (the inverse of `encode_images`)."""
         vae, pipe = self.pipeline.vae, self.pipeline
         ids = self.latent_ids(latents.shape[0], resolution).to(latents.device)
-        grid = torch.stack(pipe._unpack_latents_with_ids(latents, ids)).to(vae.device, vae.dtype)
+        grid = pipe._unpack_latents_with_ids(latents, ids).to(vae.device, vae.dtype)
         mean = vae.bn.running_mean.view(1, -1, 1, 1).to(grid)
         std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
         images = vae.decode(pipe._unpatchify_latents(grid * std.to(grid) + mean)).sample

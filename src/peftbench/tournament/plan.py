@@ -45,8 +45,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # the image track's embedded default (tiny-flux2 learning the built-in "sks digit"),
     # sized for about 10 minutes on a 2-core CPU; model and task apply when not given
     "quick-image": {"methods": "preset:quick-image", "model": "tiny-flux2",
-                    "task": "dreambooth", "steps": 40, "lr_points": 2, "lr_extend": 0,
-                    "eval_base": True, "train": {"eval_every": 40, "batch_size": 4}},
+                    "task": "dreambooth", "steps": 80, "lr_points": 3, "lr_extend": 1,
+                    "eval_base": True, "train": {"eval_every": 80, "batch_size": 4}},
 }
 
 
