@@ -437,3 +437,25 @@ def test_diffusers_pipeline_folder_trains_with_the_suite_recipe(monkeypatch, tmp
     assert config["text_encoder_out_layers"] == [10, 20, 30]
     assert config["max_sequence_length"] == 512
     assert outcome.result["run_info"]["peft_config"]["target_modules"]
+
+
+def test_hub_data_set_with_the_suite_prompts(monkeypatch):
+    from PIL import Image
+
+    from peftbench.tasks import dreambooth, get_task, hub
+
+    rows = [{"image": Image.new("RGB", (12, 12), (k, k, k))} for k in range(20)]
+    monkeypatch.setattr(hub, "load_hub_rows", lambda repo, config, split, columns: rows)
+    task = get_task(f"dreambooth:{dreambooth.SUITE_DATASET}")
+    assert [len(task.load_split(s)) for s in ("train", "validation", "test")] == [14, 2, 4]
+    assert {e.prompt for e in task.load_split("train")} <= set(dreambooth.SUITE_PROMPTS)
+    np.random.seed(0)  # the suite's split: the global generator seeded 0 shuffles the indices
+    order = np.arange(20)
+    np.random.shuffle(order)
+    assert [e.prompt for e in task.load_split("test")] == [
+        dreambooth.SUITE_PROMPTS[i] for i in order[16:20]]
+    assert task.sample_prompts == dreambooth.SUITE_SAMPLE_PROMPTS
+    with pytest.raises(UserError, match="no prompt for each"):
+        get_task("dreambooth:someone/photos")
+    other = get_task("dreambooth:someone/photos", {"instance_prompt": "a photo of sks mug"})
+    assert other.load_split("test")[0].prompt == "a photo of sks mug"
