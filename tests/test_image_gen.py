@@ -318,7 +318,7 @@ def test_flux2_recipe_builds_its_adapter_on_a_random_tiny_flux2():
     assert default_targets("lora") == FLUX_TARGETS
     assert default_targets("ln_tuning") == ["norm_q", "norm_k"]
     assert is_image_model("flux2-klein") and is_image_model(KLEIN_ID)
-    for name in ("lora", "ln_tuning"):
+    for name in ("lora", "ln_tuning", "delta_lora"):
         model = build_adapter(get_method(name), Flux2Transformer2DModel(**config), None, {})
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0, name
     lora = build_adapter(get_method("lora"), Flux2Transformer2DModel(**config), None, {})

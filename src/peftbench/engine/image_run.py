@@ -219,8 +219,7 @@ def build_adapter(method: Any, model: nn.Module, targets: str | None,
     from peftbench.engine.image_models import OTHER_TARGETS, default_targets
 
     adapts = method.targets_modules or method.name in OTHER_TARGETS
-    if targets is None and adapts and method.peft_type is not None \
-            and "target_modules" not in overrides:
+    if targets is None and adapts and "target_modules" not in overrides:
         overrides = {**overrides, "target_modules": default_targets(method.name)}
     return method.build(model, "image-gen", targets, overrides)
 

@@ -260,8 +260,8 @@ document_task("dreambooth", TaskDoc(
     options=(
         TaskOption("data", None, "the image folder (same as dreambooth:FOLDER)"),
         TaskOption("instance_prompt", None, "the prompt of every image without its own"),
-        TaskOption("resolution", None, "resize every image to NxN (default: the model's, "
-                   "else the images' own size)"),
+        TaskOption("resolution", None, "resize every image to NxN (default: the model's "
+                   "own, 8 for tiny-flux2, else 512)"),
         TaskOption("n_train", None, "training images (default: the rest; built-in: 16)"),
         TaskOption("valid_size", 2, "validation images (built-in: 8)"),
         TaskOption("test_size", 4, "test images (built-in: 16)"),
