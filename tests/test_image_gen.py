@@ -233,6 +233,11 @@ def _report_shows_the_samples(results, folder, prompts):
     assert all(f"]({name})" in markdown for name in pictures)
     page = (folder / "report.html").read_text()
     assert page.count("<img alt=") == 2 * prompts
+    from peftbench import analysis as an
+    from peftbench.analysis.app import Dashboard
+
+    board = Dashboard(an.load_results([results]))
+    assert board.samples_html(board.default_group()).count("<img alt=") == 2 * prompts
 
 
 def test_same_seed_same_image_run(small_model, tmp_path):
@@ -459,3 +464,16 @@ def test_hub_data_set_with_the_suite_prompts(monkeypatch):
         get_task("dreambooth:someone/photos")
     other = get_task("dreambooth:someone/photos", {"instance_prompt": "a photo of sks mug"})
     assert other.load_split("test")[0].prompt == "a photo of sks mug"
+
+
+def test_a_config_peft_refuses_leaves_no_file(small_model, tmp_path):
+    from peftbench.engine.experiment import run_experiment
+    from peftbench.engine.spec import ExperimentSpec, TrainParams
+
+    spec = ExperimentSpec(model="tiny-flux2", task="dreambooth", method="lora",
+                          adapter_config={"target_modules": ["no_such_layer"]},
+                          task_options={"n_train": 8, "valid_size": 2, "test_size": 2},
+                          train=TrainParams(max_steps=2, batch_size=4, eval_batch_size=8))
+    with pytest.raises(UserError, match="no_such_layer"):
+        run_experiment(spec, tmp_path / "out", progress=False)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -115,6 +115,13 @@ class Dashboard:
         return table or "_No saved answers in these results (runs of peftbench before answers " \
                         "were saved, or results of the PEFT suite)._"
 
+    def samples_html(self, group: str) -> str:
+        """An image group's sample images (base model and each technique) as HTML."""
+        from peftbench.analysis.samples import grid_html, sample_grid
+
+        return grid_html(sample_grid(self.techniques(group))) or \
+            "<p><i>No sample images in this group (only image-generation runs save them).</i></p>"
+
     def recommendation(self, group: str, optimize: str, max_memory: str,
                        must: Sequence[str], text: str = "") -> str:
         """The recommendation under constraints, as Markdown."""
@@ -202,6 +209,8 @@ def build_app(results: an.ResultSet):
             table = gr.Dataframe(label="table", elem_id="summary-table", interactive=False)
         with gr.Tab("Wrong answers"):
             answers = gr.Markdown(elem_id="wrong-answers")
+        with gr.Tab("Samples"):
+            samples = gr.HTML(elem_id="samples")
         with gr.Tab("Recommend"):
             with gr.Row():
                 optimize = gr.Dropdown(metrics, value="test_score", label="optimize")
@@ -234,6 +243,8 @@ def build_app(results: an.ResultSet):
                 return f"⚠ {exc}"
         group.change(shown, [group], [answers])
         demo.load(shown, [group], [answers])
+        group.change(board.samples_html, [group], [samples])
+        demo.load(board.samples_html, [group], [samples])
 
         def advise(g, opt, mem, must_have, filt):
             try:

@@ -342,7 +342,9 @@ def _image_config(prep: Prepared) -> dict[str, Any]:
     from peftbench.engine.image_run import EVAL_SEED_OFFSET, run_resolution
 
     pipe, task = prep.loaded.pipeline, prep.task
-    return {"resolution": run_resolution(pipe, task),
+    source = task.source() if hasattr(task, "source") else {}
+    return {"dataset_id": source.get("dataset_id") or source.get("path")
+            or source.get("source"), "resolution": run_resolution(pipe, task),
             "num_inference_steps": pipe.num_inference_steps,
             "guidance_scale": pipe.guidance_scale, "weighting_scheme": "none",
             "instance_prompts": [e.prompt for e in prep.splits["train"]],

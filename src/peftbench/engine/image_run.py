@@ -150,7 +150,22 @@ def train_and_measure_image(prep: Any, bar: Any, adapter_dir: Path | None,
                             samples_dir: Path | None, tracker: Any = None,
                             save: Any = None) -> Measurements:
     """Train and measure an image run (see the module's docstring); ``save(method, model,
-    folder)`` saves the adapter and returns (size, path)."""
+    folder)`` saves the adapter and returns (size, path). Sample images are saved by runs
+    that score test (not by tuning runs); a `UserError` leaves none behind."""
+    if not prep.spec.train.eval_test:
+        samples_dir = None
+    try:
+        return _measure(prep, bar, adapter_dir, samples_dir, tracker, save)
+    except UserError:
+        if samples_dir is not None:
+            import shutil
+
+            shutil.rmtree(samples_dir, ignore_errors=True)
+        raise
+
+
+def _measure(prep: Any, bar: Any, adapter_dir: Path | None, samples_dir: Path | None,
+             tracker: Any, save: Any) -> Measurements:
     spec, params, dev, amp = prep.spec, prep.spec.train, prep.device, prep.amp_dtype
     pipe: ImagePipeline = prep.loaded.pipeline
     m = Measurements(device=dev.type,

@@ -56,7 +56,7 @@ class TinyFluxConfig:
     single_layers: int = 2
     text_dim: int = 32
     mlp_ratio: float = 2.0
-    steps: int = 1200  # ~2.5 minutes on one CPU thread
+    steps: int = 1000  # about 2 minutes on one CPU thread
     batch_size: int = 128
     lr: float = 1e-3
     prompt_dropout: float = 0.1  # empty prompts, for classifier-free guidance
