@@ -15,6 +15,7 @@ reuse the training draws.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,10 @@ def train_and_measure_image(prep: Any, bar: Any, adapter_dir: Path | None,
     if not prep.spec.train.eval_test:
         samples_dir = None
     try:
-        return _measure(prep, bar, adapter_dir, samples_dir, tracker, save)
+        with warnings.catch_warnings():  # bf16 autocast meets fp32 norm weights: a slower
+            warnings.filterwarnings(  # kernel, the same result; not the user's concern
+                "ignore", message=".*Mismatch dtype between input and weight.*")
+            return _measure(prep, bar, adapter_dir, samples_dir, tracker, save)
     except UserError:
         if samples_dir is not None:
             import shutil
