@@ -219,7 +219,16 @@ def test_lora_run_writes_the_suite_image_gen_layout(small_model, tmp_path):
     assert any("sks letter" in s["prompt"] for s in samples)  # the leakage check
     summary = summarize(outcome.result, str(outcome.path))
     assert summary.metric_name == "digit_similarity" and summary.forgetting == final["drift"]
+    _export_refuses_in_one_line(outcome.path, tmp_path / "export")
     _report_shows_the_samples(outcome.path.parent, tmp_path / "report", len(samples) // 2)
+
+
+def _export_refuses_in_one_line(result, out):
+    from peftbench.export import export_lora
+
+    with pytest.raises(UserError, match="image-generation run is not supported yet") as err:
+        export_lora(result, out, 4, progress=False)
+    assert "\n" not in str(err.value) and not out.exists()
 
 
 def _report_shows_the_samples(results, folder, prompts):

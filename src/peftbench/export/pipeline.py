@@ -138,6 +138,11 @@ def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Ra
     check_out(out, overwrite)
     source = open_run(result_path, inputs)
     check_exportable(source.spec.method, mode)
+    if ResultView(source.result).dataset_info.get("kind") == "image":
+        raise UserError("exporting an image-generation run is not supported yet; its adapter "
+                        f"({source.adapter_dir}) is a PEFT adapter of the diffusers "
+                        "transformer: load it with PeftModel.from_pretrained on the "
+                        "pipeline's transformer")
     with make_progress(progress) as bar:
         session = load_session(source, bar)
         before = score_on_test(session, session.model, "score original")
