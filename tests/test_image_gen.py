@@ -219,16 +219,22 @@ def test_lora_run_writes_the_suite_image_gen_layout(small_model, tmp_path):
     assert any("sks letter" in s["prompt"] for s in samples)  # the leakage check
     summary = summarize(outcome.result, str(outcome.path))
     assert summary.metric_name == "digit_similarity" and summary.forgetting == final["drift"]
-    _export_refuses_in_one_line(outcome.path, tmp_path / "export")
+    _exports_to_plain_lora(outcome.path, tmp_path / "export", info["test_score"])
     _report_shows_the_samples(outcome.path.parent, tmp_path / "report", len(samples) // 2)
 
 
-def _export_refuses_in_one_line(result, out):
-    from peftbench.export import export_lora
+def _exports_to_plain_lora(result, out, recorded):
+    from peftbench.export import export_lora, export_merged
 
-    with pytest.raises(UserError, match="image-generation run is not supported yet") as err:
-        export_lora(result, out, 4, progress=False)
-    assert "\n" not in str(err.value) and not out.exists()
+    report = export_lora(result, out, 4, progress=False)
+    assert report.ok and report.score_before == pytest.approx(recorded, abs=1e-6)
+    assert abs(report.score_after - report.score_before) < 0.1
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["task_type"] is None and "to_out.0" in config["target_modules"]
+    assert "0" not in config["target_modules"]  # a bare index would match whole blocks
+    with pytest.raises(UserError, match="--merge of an image-generation run") as err:
+        export_merged(result, out.with_name("merged"), progress=False)
+    assert "\n" not in str(err.value) and not out.with_name("merged").exists()
 
 
 def _report_shows_the_samples(results, folder, prompts):

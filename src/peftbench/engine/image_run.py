@@ -219,7 +219,7 @@ def _measure(prep: Any, bar: Any, adapter_dir: Path | None, samples_dir: Path | 
                                             params.seed, samples_dir, "adapted")
     if params.measure_inference:
         m.inference_slowdown = evaluate.inference_slowdown(
-            model, _probe_batch(data, params.eval_batch_size), device=dev, amp_dtype=amp)
+            model, probe_batch(data, params.eval_batch_size), device=dev, amp_dtype=amp)
     m.mergeable = bool(prep.method.can_merge(model))
     if adapter_dir is not None and save is not None:
         m.file_size, m.adapter_path = save(prep.method, model, adapter_dir)
@@ -284,9 +284,9 @@ def _train(prep: Any, data: ImageData, model: nn.Module, encoder: ImageEncoder |
     m.phase_seconds["first_step"] = round(outcome.first_step_time, 3)
 
 
-def _probe_batch(data: ImageData, batch_size: int) -> dict[str, torch.Tensor]:
-    """A forward batch of the transformer (noisy training latents at σ = 0.5) for the
-    inference-overhead probe."""
+def probe_batch(data: ImageData, batch_size: int) -> dict[str, torch.Tensor]:
+    """A forward batch of the transformer (training latents at σ = 0.5, no noise: a fixed
+    input) for the inference-overhead probe and the export's output comparison."""
     n = min(batch_size, len(data.latents))
     index = torch.arange(n)
     cond = data.train_cond.select(index)
