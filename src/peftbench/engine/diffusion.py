@@ -103,9 +103,9 @@ class ImagePipeline:
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         device = next(transformer.parameters()).device
-        cond = _conditioning(self, prompts, cache).to(device)
+        cond = conditioning(self, prompts, cache).to(device)
         cfg = self.guidance_scale > 1 and not self.guidance_embeds
-        uncond = _conditioning(self, [""] * len(prompts), cache).to(device) if cfg else None
+        uncond = conditioning(self, [""] * len(prompts), cache).to(device) if cfg else None
         tokens, channels = self.latent_shape(resolution)
         x = torch.randn(len(prompts), tokens, channels, generator=generator).to(device)
         ids = self.latent_ids(len(prompts), resolution).to(device)
@@ -121,9 +121,10 @@ class ImagePipeline:
         return self.decode(x, resolution).clamp(0, 1)
 
 
-def _conditioning(pipe: ImagePipeline, prompts: list[str],
+def conditioning(pipe: ImagePipeline, prompts: list[str],
                   cache: dict[str, Conditioning] | None) -> Conditioning:
-    """Encoded prompts, from ``cache`` where it holds them (filled as it goes)."""
+    """Encoded prompts, from ``cache`` where it holds them (filled as it goes): each prompt
+    is encoded once per run, however many images are generated from it."""
     if cache is None:
         return pipe.encode_prompts(prompts)
     missing = [p for p in dict.fromkeys(prompts) if p not in cache]

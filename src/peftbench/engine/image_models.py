@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.engine.diffusion import Conditioning, ImagePipeline
+from peftbench.engine.diffusion import Conditioning, ImagePipeline, conditioning
 from peftbench.engine.models import IMAGE
 from peftbench.errors import UserError, first_line
 
@@ -158,10 +158,8 @@ class DiffusersPipeline(ImagePipeline):
                  ) -> torch.Tensor:
         """The pipeline's own sampling call (its scheduler and shift), as the suite
         generates: cached prompt embeddings, the empty prompt as the negative one."""
-        from peftbench.engine.diffusion import _conditioning
-
-        cond = _conditioning(self, prompts, cache)
-        empty = _conditioning(self, [""], cache)
+        cond = conditioning(self, prompts, cache)
+        empty = conditioning(self, [""], cache)
         device = next(transformer.parameters()).device
         original, self.pipeline.transformer = self.pipeline.transformer, transformer
         try:

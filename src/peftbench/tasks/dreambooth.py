@@ -199,7 +199,9 @@ def _metadata_prompts(folder: Path) -> dict[str, str]:
 
 def _sidecar_prompt(image: Path) -> str | None:
     text = image.with_suffix(".txt")
-    return text.read_text(encoding="utf-8").strip() or None if text.is_file() else None
+    if not text.is_file():
+        return None
+    return text.read_text(encoding="utf-8").strip() or None
 
 
 def open_image(path: Path) -> np.ndarray:
