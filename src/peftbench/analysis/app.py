@@ -122,6 +122,13 @@ class Dashboard:
         return table or "_No saved answers in these results (runs of peftbench before answers " \
                         "were saved, or results of the PEFT suite)._"
 
+    def samples_html(self, group: str) -> str:
+        """An image group's sample images (base model and each technique) as HTML."""
+        from peftbench.analysis.samples import grid_html, sample_grid
+
+        return grid_html(sample_grid(self.techniques(group))) or \
+            "<p><i>No sample images in this group (only image-generation runs save them).</i></p>"
+
     def recommendation(self, group: str, optimize: str, max_memory: str,
                        must: Sequence[str], text: str = "") -> str:
         """The recommendation under constraints, as Markdown."""
@@ -213,6 +220,8 @@ def build_app(results: an.ResultSet):
         if suites:
             with gr.Tab("Suites"):
                 gr.Markdown(suites, elem_id="suites")
+        with gr.Tab("Samples"):
+            samples = gr.HTML(elem_id="samples")
         with gr.Tab("Recommend"):
             with gr.Row():
                 optimize = gr.Dropdown(metrics, value="test_score", label="optimize")
@@ -245,6 +254,8 @@ def build_app(results: an.ResultSet):
                 return f"⚠ {exc}"
         group.change(shown, [group], [answers])
         demo.load(shown, [group], [answers])
+        group.change(board.samples_html, [group], [samples])
+        demo.load(board.samples_html, [group], [samples])
 
         def advise(g, opt, mem, must_have, filt):
             try:

@@ -31,6 +31,7 @@ from peftbench.analysis.figures import (
     pareto_figure,
     pareto_png,
 )
+from peftbench.analysis.samples import SampleGrid, grid_html, grid_markdown, sample_grid
 from peftbench.analysis.suite_tables import SuiteTable, suite_tables, table_html, table_markdown
 from peftbench.engine.results import RunSummary
 from peftbench.errors import UserError
@@ -62,6 +63,11 @@ class Section:
     def caveats(self) -> list[str]:
         """What the techniques' test scores cannot tell (see `score_caveats`)."""
         return score_caveats(self.techniques)
+
+    @functools.cached_property
+    def samples(self) -> SampleGrid:
+        """Image runs' sample images: base model and each technique (empty for text)."""
+        return sample_grid(self.techniques)
 
     @functools.cached_property
     def wrong_answers(self) -> list[dict]:
@@ -182,6 +188,10 @@ def render(results: an.ResultSet, sections: Sequence[Section],
             first = False
         body.append(_section_html(section, divs))
         md.append(section_markdown(section))
+        samples_md, sample_files = grid_markdown(section.samples, section.slug)
+        if samples_md:
+            md.append(samples_md)
+            files.update(sample_files)
         files[f"pareto-{section.slug}.png"] = pareto_png(section)
         files[f"bars-{section.slug}.png"] = bars_png(section)
     md.append(_problems_markdown(results))
@@ -234,7 +244,8 @@ def _section_html(section: Section, divs: Sequence[str]) -> str:
             f"<p class='front'><b>Pareto frontier</b> of {html.escape(axis_title(sy))} vs "
             f"{html.escape(axis_title(sx))}: {front}</p>"
             f"{divs[0]}<h3>Per technique</h3>{divs[1]}<h3>Training curves</h3>{divs[2]}"
-            f"<h3>Table</h3>{_html_table(rows)}{wrong}{failed}</section>")
+            f"<h3>Table</h3>{_html_table(rows)}{grid_html(section.samples)}{wrong}{failed}"
+            "</section>")
 
 
 def _html_table(rows: Sequence[dict]) -> str:

@@ -93,11 +93,15 @@ def methods(
 
 
 def _model_kind(model: str | None) -> str | None:
-    """The model kind the counts are taken for: seq-cls for an encoder, else causal-lm."""
+    """The model kind the counts are taken for: image-gen for an image model, seq-cls for an
+    encoder, else causal-lm."""
     if not model:
         return None
+    from peftbench.engine.image_models import is_image_model
     from peftbench.engine.models import is_encoder
 
+    if is_image_model(model):
+        return "image-gen"
     return "seq-cls" if is_encoder(model) else "causal-lm"
 
 

@@ -45,8 +45,9 @@ def config_names() -> list[str]:
 
 
 def model_names() -> list[str]:
-    """The models known by name (embedded, then tiny test ones) from `peftbench.engine.models`."""
-    tables = ("EMBEDDED", "TINY")
+    """The models known by name (embedded, tiny test ones, image models) from
+    `peftbench.engine.models`."""
+    tables = ("EMBEDDED", "TINY", "IMAGE")
     module = sys.modules.get("peftbench.engine.models")
     if module is None:
         tree = _parse(_source_file("peftbench.engine.models"))

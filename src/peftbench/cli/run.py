@@ -200,8 +200,10 @@ def check_inputs(spec: ExperimentSpec) -> None:
     local = _local_model(spec.model)
     kind = "seq-cls" if task.kind == "classification" and local and _is_encoder(spec.model) \
         else "causal-lm"
+    if task.kind == "image":
+        kind = "image-gen"
     check_adapter_config(method, kind, spec.targets, spec.adapter_config)
-    if local:
+    if local and kind != "image-gen":
         from peftbench.engine.prepared import head_size
 
         _build_once(method, kind, spec, head_size(task))

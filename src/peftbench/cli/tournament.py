@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
 
 
 def tournament(
+    ctx: typer.Context,
     model: Model = "smollm2-135m",
     task: Task = "arith",
     preset: Annotated[str | None, typer.Option(
@@ -142,6 +143,7 @@ def tournament(
     from peftbench.tournament.suite import suite_of, suite_task_names
     from peftbench.trackers import prepare_stores, tracking_config
 
+    model, task = _preset_model_task(ctx, preset, model, task)
     budget = _budget(preset, task)
     methods = methods or budget.get("methods", "preset:quick")
     suite = suite_of(task)
@@ -318,6 +320,22 @@ def _train_params(values: dict[str, Any]) -> Any:
 
 #: training parameters the tournament sets itself
 SET_BY_US = ("lr", "seed", "max_steps", "eval_test", "stop_after")
+
+
+def _preset_model_task(ctx: typer.Context, preset: str | None, model: str,
+                       task: str) -> tuple[str, str]:
+    """The preset's model and task (``quick-image``: tiny-flux2 on dreambooth) where the
+    command line did not give them."""
+    from peftbench.tournament import BUDGETS
+
+    budget = BUDGETS.get(preset or "", {})
+
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)  # typer's click or click's own enum: by name
+        return source is not None and getattr(source, "name", "") != "DEFAULT"
+
+    return (model if given("model") else budget.get("model", model),
+            task if given("task") else budget.get("task", task))
 
 
 def _budget(preset: str | None, task: str) -> dict[str, Any]:

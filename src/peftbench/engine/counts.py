@@ -61,7 +61,12 @@ def trainable_counts(model_name: str, kind: ModelKind, targets: str | None = Non
 def _count_trainable(method: Method, model: Any, kind: ModelKind, targets: str | None) -> int:
     """Trainable parameters of ``method`` built on ``model``, once its optimizer is built (it
     may freeze some, as LoRA-FA's does), each quantized weight by its logical size."""
-    built = method.build(model, kind, targets, {})
+    if kind == "image-gen":  # the image track's targets (the suite's Flux modules)
+        from peftbench.engine.image_run import build_adapter
+
+        built = build_adapter(method, model, targets, {})
+    else:
+        built = method.build(model, kind, targets, {})
     method.make_optimizer(built, method.default_lr, 0.0)
     return count_parameters(built)[0]
 

@@ -121,8 +121,15 @@ def run_experiment(spec: ExperimentSpec, out_dir: str | Path, *, progress: bool 
     error = ""
     try:
         with _display(progress) as bar:
-            measured = _train_and_measure(prep, bar, adapter_dir, out_dir / BASE_PROBES_DIR,
-                                          tracker)
+            if prep.loaded.kind == "image-gen":
+                from peftbench.engine.image_run import train_and_measure_image
+
+                measured = train_and_measure_image(prep, bar, adapter_dir,
+                                                   out_dir / "samples" / path.stem, tracker,
+                                                   _save)
+            else:
+                measured = _train_and_measure(prep, bar, adapter_dir,
+                                              out_dir / BASE_PROBES_DIR, tracker)
         measured.phase_seconds = {"prepare": round(prepared_in, 3), **measured.phase_seconds}
     except UserError:  # e.g. a config PEFT only rejects when applied: the user's to fix
         finish_tracking(tracker, {}, path, None, None, ok=False)
@@ -326,7 +333,27 @@ def _train_config(prep: Prepared, m: Measurements) -> dict[str, Any]:
         "warmup_steps": p.resolved_warmup(),
         "task": prep.spec.task,
         "task_options": prep.spec.task_options,
+        **(_image_config(prep) if prep.loaded.kind == "image-gen" else {}),
     }
+
+
+def _image_config(prep: Prepared) -> dict[str, Any]:
+    """An image run's settings under the PEFT image-gen suite's key names."""
+    from peftbench.engine.image_run import EVAL_SEED_OFFSET, run_resolution
+
+    pipe, task = prep.loaded.pipeline, prep.task
+    source = task.source() if hasattr(task, "source") else {}
+    return {"dataset_id": source.get("dataset_id") or source.get("path")
+            or source.get("source"), "resolution": run_resolution(pipe, task),
+            "num_inference_steps": pipe.num_inference_steps,
+            "guidance_scale": pipe.guidance_scale, "weighting_scheme": "none",
+            "instance_prompts": [e.prompt for e in prep.splits["train"]],
+            "valid_size": len(prep.splits["validation"]),
+            "test_size": len(prep.splits["test"]),
+            "sample_image_prompts": list(task.sample_prompts),
+            "drift_image_prompts": list(task.drift_prompts),
+            "similarity_metric": task.metric, "eval_seed_offset": EVAL_SEED_OFFSET,
+            **pipe.info}
 
 
 def _applied_config(model: nn.Module) -> dict[str, Any] | None:

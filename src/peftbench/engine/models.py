@@ -44,6 +44,13 @@ TINY = {
     "tiny-llama": "random 2-layer Llama (hidden 64) for tests",
     "tiny-bert": "random 2-layer BERT (hidden 64) for tests",
 }
+#: image models (`peftbench.engine.image_models`), for image tasks (``--task dreambooth``)
+IMAGE = {
+    "tiny-flux2": "small Flux 2 transformer pretrained in-process on scikit-learn's digits "
+                  "(8x8, pixel space; embedded, no download)",
+    "flux2-klein": "black-forest-labs/FLUX.2-klein-base-4B through diffusers' "
+                   "Flux2KleinPipeline (hub, GPU)",
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -57,6 +64,9 @@ class LoadedModel:
     name: str
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: an image model's parts outside its transformer (`peftbench.engine.diffusion.
+    #: ImagePipeline`); None for language models
+    pipeline: Any = None
 
     @property
     def random_weights(self) -> bool:
@@ -90,6 +100,13 @@ def load_model(
     """
     _quiet_transformers()
     key = name.strip()
+    from peftbench.engine.image_models import is_image_model, load_image_model
+
+    if kind == "image-gen":
+        return load_image_model(key, seed)
+    if is_image_model(key):
+        raise UserError(f"model '{name}' is an image model; use it with an image task "
+                        "(--task dreambooth)")
     if is_config_model(key):
         return load_config_model(key.removeprefix(CONFIG_PREFIX), kind, num_labels, seed)
     if key == "smollm2-135m":

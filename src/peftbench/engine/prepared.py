@@ -64,6 +64,8 @@ def prepare(spec: ExperimentSpec) -> Prepared:
     if kind == "seq-cls" and task.regression:
         loaded.model.config.problem_type = "regression"  # mean squared error on the value
     device = device_for_run()
+    if kind == "image-gen":
+        _check_image_run(task, loaded)
     note = scores_note(spec, loaded)
     blocks, general_error = _general_text(spec, kind) if note is None else ([], note)
     return Prepared(spec, task, splits, method, loaded, device,
@@ -77,9 +79,22 @@ def head_size(task: Task) -> int:
     return 1 if task.regression else max(len(task.labels), 2)
 
 
+def _check_image_run(task: Task, loaded: LoadedModel) -> None:
+    """Before anything trains: the task's resolution suits the model, and the task scores
+    with the model's image encoder (``digit_similarity`` or ``dino_similarity``)."""
+    from peftbench.engine.image_run import run_resolution
+    from peftbench.engine.image_scores import DIGIT_METRIC, DINO_METRIC
+
+    run_resolution(loaded.pipeline, task)
+    task.metric = DIGIT_METRIC if loaded.pipeline.scorer == "digit" else DINO_METRIC
+
+
 def model_kind(task: Task, model: str) -> str:
-    """How ``model`` is trained on ``task``: an encoder on a classification task gets a
-    classification head (seq-cls); everything else is a causal LM answering in text."""
+    """How ``model`` is trained on ``task``: an image task trains an image model (image-gen);
+    an encoder on a classification task gets a classification head (seq-cls); everything
+    else is a causal LM answering in text."""
+    if task.kind == "image":
+        return "image-gen"
     return "seq-cls" if task.kind == "classification" and is_encoder(model) else "causal-lm"
 
 

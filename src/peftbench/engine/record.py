@@ -87,6 +87,11 @@ class Measurements:
     mergeable: bool | None = None
     file_size: int | None = None
     adapter_path: str | None = None
+    #: an image run's drift: (1 − similarity)/2 of its images to the base model's on
+    #: unrelated prompts (also its ``forgetting``)
+    drift: float | None = None
+    #: an image run's sample images: {prompt, file (relative to the result), model}
+    sample_images: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -184,6 +189,8 @@ class ResultRecord:
             "forgetting_note": self.forgetting_note,
             "test_answers": self.answers_file,
             "scores_note": m.scores_note,
+            **({"drift": m.drift, "sample_images": m.sample_images}
+               if m.drift is not None or m.sample_images else {}),
         }
 
     def _metrics(self, m: Measurements) -> list[dict[str, Any]]:
@@ -195,7 +202,8 @@ class ResultRecord:
             metrics.append({
                 "step": self.spec.train.steps_to_run(), f"test {self.test_metric}": m.test_score,
                 **others, "train loss": m.last_loss, "train samples": m.train_samples,
-                "train total tokens": m.train_tokens, "forgetting": m.forgetting})
+                "train total tokens": m.train_tokens, "forgetting": m.forgetting,
+                **({"drift": m.drift} if m.drift is not None else {})})
         return metrics
 
 

@@ -222,7 +222,7 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         model = train_config.get("model_id", "")
         task = Path(path).parent.parent.name if path else ""
         test = _final_test_value(final)
-        metric_name = "accuracy"
+        metric_name = _final_test_name(final) or "accuracy"
         peak = train_info.get("accelerator_memory_max")
         lr = (train_config.get("optimizer_kwargs") or {}).get("lr")
         seed = train_config.get("seed")
@@ -246,7 +246,8 @@ def summarize(data: dict[str, Any], path: str = "") -> RunSummary:
         file_size=train_info.get("file_size"),
         trainable_params=train_info.get("num_trainable_params"),
         total_params=train_info.get("num_total_params"),
-        forgetting=train_info.get("forgetting", final.get("forgetting")),
+        forgetting=train_info.get("forgetting", final.get("forgetting", _finite(
+            final.get("drift")))),
         tokens_per_sec=train_info.get("tokens_per_sec"),
         mergeable=train_info.get("mergeable"),
         inference_slowdown=train_info.get("inference_slowdown"),
@@ -277,6 +278,21 @@ def _final_test_value(final: dict[str, Any]) -> float | None:
         if key.startswith("test ") and isinstance(value, int | float):
             return float(value)
     return None
+
+
+def _final_test_name(final: dict[str, Any]) -> str | None:
+    """The metric of the final entry's ``test NAME`` figure (the suite's image-gen files
+    say ``test dino_similarity``)."""
+    for key, value in final.items():
+        if key.startswith("test ") and isinstance(value, int | float):
+            return key.removeprefix("test ")
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` when it is a finite number (the suite writes NaN drift for full
+    fine-tuning), else None."""
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _curves(metrics: list[dict[str, Any]]) -> tuple[list, list]:

@@ -31,6 +31,9 @@ from peftbench.engine.measure import (
 from peftbench.engine.spec import TrainParams
 from peftbench.methods.base import Method
 
+#: ``(model, example indices) -> (loss, tokens)``: the loss of one micro-batch
+StepLoss = Callable[[nn.Module, list[int]], tuple[torch.Tensor, int]]
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run is recorded as failed."""
@@ -79,6 +82,7 @@ def train(
     metric: str = "accuracy",
     on_step: Callable[[int, float], None] | None = None,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
+    step_loss: StepLoss | None = None,
 ) -> TrainOutcome:
     """Train ``model`` for ``params.steps_to_run()`` optimizer steps (the schedule spans
     ``params.max_steps``); validate every ``params.resolved_eval_every()`` steps and at the end.
@@ -86,6 +90,10 @@ def train(
     ``on_step(step, loss)`` reports progress; ``on_log(step, metrics)`` gets each step's
     ``train/loss`` and ``train/learning_rate`` and each validation's ``valid/<metric>`` (what
     experiment trackers plot). Raises `NonFiniteLossError` on a NaN/inf loss.
+
+    ``step_loss(model, indices)`` replaces the language-model loss on a micro-batch of
+    ``features`` (an image model's flow-matching loss): it returns the loss and the tokens it
+    counts; the order of the examples, the schedule and everything else stay the loop's.
     """
     from transformers import get_scheduler
 
@@ -117,7 +125,8 @@ def train(
         step_lr = current_lr(optimizer)
         with clock:
             loss, tokens = _optimizer_step(model, optimizer, scheduler, trainable, order,
-                                           features, params, pad_id, device, amp_dtype, meter)
+                                           features, params, pad_id, device, amp_dtype, meter,
+                                           step_loss)
             method.after_step(model, step)
         memory.sample()
         if not math.isfinite(loss):
@@ -184,17 +193,23 @@ def _optimizer_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
     trainable: list[nn.Parameter], order: Any, features: Sequence[Encoded],
     params: TrainParams, pad_id: int, device: torch.device, amp_dtype: torch.dtype | None,
-    meter: SavedTensorMeter | None = None,
+    meter: SavedTensorMeter | None = None, step_loss: StepLoss | None = None,
 ) -> tuple[float, int]:
     """One optimizer step over ``grad_accum`` micro-batches; returns (mean loss, tokens)."""
     total_loss, tokens = 0.0, 0
     for _ in range(params.grad_accum):
-        batch = collate([features[i] for i in next(order)], pad_id)
-        tokens += count_tokens(batch)
-        batch = {k: v.to(device) for k, v in batch.items()}
+        indices = next(order)
+        if step_loss is None:
+            batch = collate([features[i] for i in indices], pad_id)
+            tokens += count_tokens(batch)
+            batch = {k: v.to(device) for k, v in batch.items()}
         with meter.micro_batch() if meter else contextlib.nullcontext():
             with autocast_context(device, amp_dtype):
-                loss = model(**batch).loss
+                if step_loss is None:
+                    loss = model(**batch).loss
+                else:
+                    loss, counted = step_loss(model, indices)
+                    tokens += counted
             (loss / params.grad_accum).backward()
         total_loss += loss.item() / params.grad_accum
     if params.grad_norm_clip:  # what is trainable now: BAdam switches blocks while training

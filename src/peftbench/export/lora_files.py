@@ -18,16 +18,22 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 
 def target_names(exported: set[str], linear: set[str]) -> list[str]:
     """Short names (q_proj, …) where every Linear layer of that name is exported, else full
-    module names: PEFT then adapts exactly the exported layers."""
+    module names: PEFT then adapts exactly the exported layers. A numbered leaf keeps its
+    parent (``to_out.0``: a bare ``0`` would match whole blocks)."""
     by_leaf: dict[str, set[str]] = {}
     for name in linear:
-        by_leaf.setdefault(name.rpartition(".")[2], set()).add(name)
+        by_leaf.setdefault(_leaf(name), set()).add(name)
     names: list[str] = []
     for leaf, members in sorted(by_leaf.items()):
         chosen = members & exported
         if chosen:
             names += [leaf] if chosen == members else sorted(chosen)
     return names
+
+
+def _leaf(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
 
 
 def lora_config(factors: list[LayerFactors], linear: set[str], heads: list[str],
@@ -43,7 +49,7 @@ def lora_config(factors: list[LayerFactors], linear: set[str], heads: list[str],
         target_modules=target_names({f.name for f in factors}, linear),
         rank_pattern=pattern, alpha_pattern=dict(pattern),
         modules_to_save=heads or None,
-        task_type="SEQ_CLS" if kind == "seq-cls" else "CAUSAL_LM",
+        task_type={"seq-cls": "SEQ_CLS", "causal-lm": "CAUSAL_LM"}.get(kind),
         base_model_name_or_path=base_name,
     )
 

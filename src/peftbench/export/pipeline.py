@@ -138,10 +138,13 @@ def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Ra
     check_out(out, overwrite)
     source = open_run(result_path, inputs)
     check_exportable(source.spec.method, mode)
+    if mode == "merged" and ResultView(source.result).dataset_info.get("kind") == "image":
+        raise UserError("--merge of an image-generation run is not supported (the merged "
+                        "transformer alone is not a pipeline); export it --to-lora")
     with make_progress(progress) as bar:
         session = load_session(source, bar)
         before = score_on_test(session, session.model, "score original")
-        probe = probe_logits(session.prep, session.model)
+        probe = probe_logits(session.prep, session.model, session.image)
         if mode == "lora":  # everything that can refuse happens here, before any file
             write = functools.partial(_write_lora, session, plan_lora(session, rank))
         else:
@@ -150,7 +153,8 @@ def _export(result_path: str | os.PathLike[str], out: Path, mode: Mode, rank: Ra
             fields, exported = write(folder)
             after = score_on_test(session, exported, "score exported")
             report = _report(session, out, mode, folder, before, after,
-                             _probe_diff(probe, probe_logits(session.prep, exported)),
+                             _probe_diff(probe, probe_logits(session.prep, exported,
+                                                             session.image)),
                              min_score_ratio, {"rank_requested": rank, **fields})
             report.seconds = time.perf_counter() - started
             _finish(folder, report)

@@ -121,6 +121,8 @@ class Session:
     model: nn.Module
     base: dict[str, torch.Tensor]  # the base model's state, by name, on the CPU
     bar: Any
+    #: an image run's encoded images and prompts and its image encoder (None for text)
+    image: Any = None
 
 
 def load_session(source: SourceRun, bar: Any) -> Session:
@@ -130,7 +132,17 @@ def load_session(source: SourceRun, bar: Any) -> Session:
     base = {k: v.detach().cpu().clone() for k, v in base_model.state_dict().items()}
     model = prep.method.load(base_model, prep.loaded.kind, source.adapter_dir)
     _refuse_quantized(model, source.spec.method)
-    return Session(source, prep, model.to(prep.device), base, bar)
+    image = _image_scoring(prep) if prep.loaded.kind == "image-gen" else None
+    return Session(source, prep, model.to(prep.device), base, bar, image)
+
+
+def _image_scoring(prep: Prepared) -> tuple[Any, Any]:
+    """An image run's encoded data and its image encoder, for scoring before and after."""
+    from peftbench.engine.image_run import prepare_images
+    from peftbench.engine.image_scores import encoder_for
+
+    return prepare_images(prep.loaded.pipeline, prep.task, prep.splits), \
+        encoder_for(prep.loaded.pipeline.scorer)
 
 
 def _refuse_quantized(model: nn.Module, method: str) -> None:
@@ -142,12 +154,27 @@ def _refuse_quantized(model: nn.Module, method: str) -> None:
 def score_on_test(session: Session, model: nn.Module, label: str) -> float:
     """The task's test score of ``model``: the run's own test set, metric and settings."""
     model.to(session.prep.device)
+    if session.image is not None:  # the run's own test similarity: same seeds, 3 repeats
+        from peftbench.engine.image_run import TEST_REPEATS, similarity_items
+        from peftbench.engine.image_scores import mean
+
+        data, encoder = session.image
+        params = session.prep.spec.train
+        return mean(similarity_items(data, model, encoder, "test", params.seed,
+                                     params.eval_batch_size, TEST_REPEATS))
     return prepared.score_split(session.prep, model, "test", session.bar, label)
 
 
 @torch.no_grad()
-def probe_logits(prep: Prepared, model: nn.Module) -> torch.Tensor:
-    """Logits on the first test examples (float32), to compare outputs across conversion."""
+def probe_logits(prep: Prepared, model: nn.Module, image: Any = None) -> torch.Tensor:
+    """Logits on the first test examples (float32), to compare outputs across conversion;
+    for an image run (``image``: its data), the transformer's velocity on a probe batch."""
+    if image is not None:
+        from peftbench.engine.image_run import probe_batch
+
+        model.eval()
+        batch = {k: v.to(prep.device) for k, v in probe_batch(image[0], PROBE_EXAMPLES).items()}
+        return model(**batch, return_dict=False)[0].float().cpu()
     features = prepared.encode_examples(prep, prep.splits["test"][:PROBE_EXAMPLES])
     batch = collate(features, prep.loaded.tokenizer.pad_token_id)
     model.eval()

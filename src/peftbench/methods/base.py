@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-ModelKind = Literal["causal-lm", "seq-cls"]
+ModelKind = Literal["causal-lm", "seq-cls", "image-gen"]
+#: the kinds of language models every technique serves unless it says otherwise; an image
+#: model (a diffusion transformer) is served by what adapts its layers (`image_gen_problem`)
 MODEL_KINDS: tuple[ModelKind, ...] = ("causal-lm", "seq-cls")
 
 #: attention projections by model family: the default targets, the same for every technique
@@ -85,7 +87,11 @@ class Method:
 
         ``probe=False`` skips hardware probes (they import torch), for a fast listing.
         """
-        if kind not in self.kinds:
+        if kind == "image-gen":
+            reason = image_gen_problem(self)
+            if reason:
+                return reason
+        elif kind not in self.kinds:
             return self.not_for.get(kind, f"{self.name} does not support {kind} models")
         import importlib.util
 
@@ -146,7 +152,7 @@ class Method:
         cls = PEFT_TYPE_TO_CONFIG_MAPPING[self.peft_type]
         fields, _ = self.split_overrides(overrides)
         fields = self.config_fields(targets, fields, model)
-        fields["task_type"] = "CAUSAL_LM" if kind == "causal-lm" else "SEQ_CLS"
+        fields["task_type"] = {"causal-lm": "CAUSAL_LM", "seq-cls": "SEQ_CLS"}.get(kind)
         check_fields(self.name, cls, fields)
         try:
             return cls(**fields)
@@ -283,6 +289,26 @@ def _in_peft(filename: str) -> bool:
     roots = list(spec.submodule_search_locations or []) if spec else []
     here = Path(filename).resolve()
     return any(here.is_relative_to(Path(root).resolve()) for root in roots)
+
+
+def image_gen_problem(method: Method) -> str | None:
+    """Why ``method`` cannot adapt a diffusion transformer (None when it can): an image model
+    has no token prompt to extend and no decoder blocks or LM head, so the contestants are
+    the techniques that adapt layers (every one whose layers include ``Linear``) and full
+    fine-tuning; those made for language models alone keep their reason."""
+    from peftbench.methods.capabilities import method_capabilities
+
+    if not method.kinds:
+        return next(iter(method.not_for.values()), f"{method.name} applies to no model here")
+    if "seq-cls" not in method.kinds:  # built for decoder LMs (blocks, head, embeddings)
+        why = method.not_for.get("seq-cls", "made for causal language models")
+        return f"made for causal language models ({why})"
+    caps = method_capabilities(method)
+    if caps.get("prompt_only"):
+        return "prompt-based: a diffusion transformer has no token prompt to extend"
+    if method.targets_modules and "Linear" not in caps.get("layers", []):
+        return "adapts no Linear layer (an image model is adapted through its Linear layers)"
+    return None
 
 
 def kv_prefix_problem(model: Any, kind: ModelKind) -> str | None:

@@ -41,6 +41,14 @@ class QLoraMethod(Method):
         """Why 4-bit bitsandbytes layers cannot run here, or None."""
         return bnb_4bit_problem()
 
+    def why_not(self, kind: ModelKind, probe: bool = True) -> str | None:
+        """As `Method.why_not`; an image model is not quantized (its transformer is loaded
+        by diffusers, not by the transformers loader this technique quantizes through)."""
+        if kind == "image-gen":
+            return "quantizes through transformers' loader; an image model's transformer is " \
+                   "loaded by diffusers"
+        return super().why_not(kind, probe)
+
     def build(
         self, model: nn.Module, kind: ModelKind, targets: str | None, overrides: dict[str, Any]
     ) -> nn.Module:

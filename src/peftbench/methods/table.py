@@ -33,7 +33,8 @@ def catalog_rows(kind: ModelKind | None = None, probe: bool = False) -> list[dic
             **capabilities(method.name),
             "capability_note": capability_note(method.name),
         }
-        kinds = {k: method.why_not(k, probe=probe) for k in ("causal-lm", "seq-cls")}
+        kinds = {k: method.why_not(k, probe=probe) for k in ("causal-lm", "seq-cls",
+                                                               "image-gen")}
         row["applies"] = {k: why is None for k, why in kinds.items()}
         row["why_not"] = {k: why for k, why in kinds.items() if why}
         if kind is not None:

@@ -6,6 +6,7 @@ packages add tasks through the entry point group ``peftbench.tasks``.
 
 from peftbench.tasks import (  # noqa: F401  (they register)
     arith,
+    dreambooth,
     glue,
     gsm8k,
     sst2,

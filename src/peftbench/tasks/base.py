@@ -13,7 +13,9 @@ Two kinds of tasks exist:
   gets a classification head, a causal LM is trained to answer with the label's verbalizer
   (``" " + labels[i]``) and scored on its generated answer. A task with ``regression`` set
   (STS-B) gives an encoder a one-output regression head instead, trained on each example's
-  real-valued ``value`` (mean squared error) and scored on the head's output.
+  real-valued ``value`` (mean squared error) and scored on the head's output;
+- ``image``: each example is a prompt and an image (`peftbench.tasks.dreambooth`); an image
+  model learns to draw it and is scored by image similarity.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class Task(ABC):
     """A data set with train/validation/test splits and a primary metric (higher is better)."""
 
     name: str = ""
-    kind: Literal["generation", "classification"] = "generation"
+    kind: Literal["generation", "classification", "image"] = "generation"
     metric: str = "accuracy"
     #: class names, index = label (classification tasks only)
     labels: tuple[str, ...] = ()

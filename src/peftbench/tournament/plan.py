@@ -25,6 +25,9 @@ PRESETS: dict[str, list[str] | None] = {
     # "an adapter, or full fine-tuning that fits in the same memory?": adapters that save
     # memory against full-parameter training whose optimizer does (peftbench[full-ft])
     "memory": ["lora", "qlora", "lora_fa", "galore", "apollo", "badam", "freeze", "full"],
+    # the image track on tiny-flux2: additive low-rank (LoRA), its Hadamard-product cousin
+    # (LoHa), a multiplicative scaling (IA3) and an orthogonal rotation (OFT)
+    "quick-image": ["lora", "loha", "ia3", "oft"],
 }
 
 #: what ``--preset NAME`` sets (options given explicitly win): techniques and a budget.
@@ -39,6 +42,11 @@ BUDGETS: dict[str, dict[str, Any]] = {
               "task_options": {"arith": {"difficulty": 2, "n_valid": 24, "n_test": 120}}},
     "full": {"methods": "preset:full"},
     "memory": {"methods": "preset:memory"},
+    # the image track's embedded default (tiny-flux2 learning the built-in "sks digit"),
+    # sized for about 10 minutes on a 2-core CPU; model and task apply when not given
+    "quick-image": {"methods": "preset:quick-image", "model": "tiny-flux2",
+                    "task": "dreambooth", "steps": 80, "lr_points": 3, "lr_extend": 1,
+                    "eval_base": True, "train": {"eval_every": 80, "batch_size": 4}},
 }
 
 

@@ -21,7 +21,8 @@ from peftbench.cli.display.tables import Grid, print_grid
 #: the methods table's columns: header, what it says (the help and the Markdown caption)
 METHOD_COLUMNS = {
     "technique": "the name for --method / --methods",
-    "kinds": "model kinds it trains: causal (LM), seq (encoder + classification head)",
+    "kinds": "model kinds it trains: causal (LM), seq (encoder + classification head), "
+             "image (diffusion transformer)",
     "merge": "can be merged into the base weights",
     "multi-adapter": "several adapters can be loaded at once",
     "layers": "layer types it adapts (prompt: virtual tokens only)",

@@ -23,7 +23,8 @@ def run_summary_line(info: dict[str, Any]) -> str:
             f"train {fmt(info.get('train_time'), '.0f')} s, "
             f"{fmt(info.get('tokens_per_sec'), '.0f')} tok/s, "
             f"peak memory {fmt((info.get('peak_memory') or 0) / 2**20, '.0f')} MiB, "
-            f"forgetting {fmt(info.get('forgetting'), '+.3f')}, "
+            + (f"drift {fmt(info.get('drift'), '.3f')}, " if "drift" in info else
+               f"forgetting {fmt(info.get('forgetting'), '+.3f')}, ") +
             f"trainable {fmt(info.get('num_trainable_params'), ',')}")
 
 
