@@ -391,6 +391,29 @@ def overhead_table(data: dict) -> list[str]:
             f"{data['load_average']:.1f} on {data['cpu_count']} CPUs)."]
 
 
+def image_table(data: dict) -> list[str]:
+    """The quick-image preset on tiny-flux2 (`benchmarks/bench_image.py`): per technique its
+    rate, test similarity with interval, drift, size and place on the frontier."""
+    techniques = data.get("techniques")
+    if not techniques:
+        return []
+    lines = [f"Measured with `OMP_NUM_THREADS={data['threads']} python benchmarks/bench_image.py` "
+             f"(`{data['command']}`) on {data['cpus']} CPUs: tiny-flux2 pretraining from an empty "
+             f"cache {data['pretraining_s']:.0f} s, the whole tournament (model cached) "
+             f"{data['tournament_s']:.0f} s; the base model's test digit_similarity "
+             f"{data['base_test_digit_similarity']:.3f} ({data['test_items']} test images).", "",
+             "| technique | chosen rate | test digit_similarity (95% interval) | drift | "
+             "trainable parameters | verdict |", "|---|---:|---|---:|---:|---|"]
+    for name, t in techniques.items():
+        low, high = t["interval"]
+        mark = {"frontier": "★ frontier", "within noise": "☆ within noise"}.get(t["status"],
+                                                                             t["status"])
+        lines.append(f"| {name} | {t['chosen_lr']:g} | {t['test_digit_similarity']:.3f} "
+                     f"({low:.3f}–{high:.3f}) | {t['drift']:.4f} | {t['trainable_params']:,} | "
+                     f"{mark} |")
+    return lines
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "verdict-table": ("bench_verdict.json", verdict_table),
     "memory-table": ("bench_verdict.json", memory_table),
@@ -404,6 +427,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "full-ft-table": ("bench_full_ft.json", full_ft_table),
     "overhead-table": ("bench_harness_overhead.json", overhead_table),
     "export-table": ("bench_export.json", export_table),
+    "image-table": ("bench_image.json", image_table),
     "export-synthetic-table": ("bench_export.json", export_synthetic_table),
 }
 
