@@ -144,7 +144,8 @@ def estimate_check(manifest: dict) -> dict | None:
     expected = est["planned_seconds"] + taken
     return {"planned_seconds": est["planned_seconds"], "with_extensions_taken": expected,
             "upper_seconds": est["planned_seconds"] + est["all_extensions_seconds"],
-            "measured_seconds": manifest["seconds"],
+            "measured_seconds": manifest["seconds"], "startup_seconds": est["startup"],
+            "step_seconds": est["step"], "validation_seconds": est["validation"],
             "ratio": expected / manifest["seconds"] if manifest["seconds"] else None}
 
 

@@ -73,7 +73,12 @@ def _estimates(runs: dict, seeds: list[str]) -> str:
         return ""
     parts = ", ".join(f"{e['with_extensions_taken'] / 60:.1f} min (ratio {e['ratio']:.2f})"
                       for e in found)
-    return (f" The plan's estimate, with the grid extensions each run took: {parts}.")
+    startup = ", ".join(f"{e['startup_seconds']:.1f} s" for e in found
+                        if e.get("startup_seconds") is not None)
+    calibrated = (f" Start-up per run (warm, from each tournament's own calibration): "
+                  f"{startup}." if startup else "")
+    return (f" The plan's estimate, with the grid extensions each run took: {parts}."
+            + calibrated)
 
 
 def memory_table(data: dict) -> list[str]:
@@ -319,7 +324,7 @@ def export_table(data: dict) -> list[str]:
              f"{run['learning_rate']:g}; test accuracy {run['test_score']:.2f} on {run['n_test']} "
              f"arith problems (base model {_score(run['base_score'])}), adapter "
              f"{run['adapter_bytes'] / 2**20:.2f} MiB. Measured {data['created_at'][:10]}, "
-             f"{data['cpu_count']} CPUs.", "",
+             f"{data['cpu_count']} CPUs, torch on {data['torch_threads']} thread(s).", "",
              "| export | per-layer rank | mean / max relative error | test accuracy before → "
              "after | probe logits (relative diff) | checkpoint | vLLM `--max-lora-rank` | "
              "time |", "|---|---|---|---|---|---|---|---|"]
@@ -363,8 +368,8 @@ def export_synthetic_table(data: dict) -> list[str]:
                      f"{row['write_check_seconds']:.2f} s | {row['mean_relative_error']:.4f} | "
                      f"{row['max_rank']} | {row['checkpoint_bytes'] / 2**20:.1f} MiB |")
     lines += ["", f"{part['layers']} Linear layers, a synthetic update of rank "
-              f"{part['inner_rank']} plus noise; {data['cpu_count']} CPUs, "
-              f"{data['created_at'][:10]}."]
+              f"{part['inner_rank']} plus noise; {data['cpu_count']} CPUs, torch on "
+              f"{data['torch_threads']} thread(s), {data['created_at'][:10]}."]
     return lines
 
 
@@ -382,8 +387,8 @@ def overhead_table(data: dict) -> list[str]:
             f"{data['ratio']:.3f} |", "",
             f"Median of {data['rounds']} interleaved rounds of {data['steps']} steps, AdamW "
             f"({opt}) in both (`benchmarks/bench_harness_overhead.py`, "
-            f"{data['created_at'][:10]}; load average {data['load_average']:.1f} on "
-            f"{data['cpu_count']} CPUs)."]
+            f"{data['created_at'][:10]}; torch on {data['torch_threads']} thread(s), load average "
+            f"{data['load_average']:.1f} on {data['cpu_count']} CPUs)."]
 
 
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {

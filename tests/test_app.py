@@ -136,3 +136,18 @@ def test_build_app_and_local_binding_by_default(board: Dashboard) -> None:
     from peftbench.cli import dashboard
 
     assert inspect.signature(dashboard.app_).parameters["host"].default == "127.0.0.1"
+
+
+def test_a_suite_tab_shows_the_per_task_table(tmp_path: Path) -> None:
+    from result_fixtures import write_glue_results
+
+    glue = Dashboard(an.load_results([write_glue_results(tmp_path / "glue")]))
+    shown = glue.suites_markdown()
+    assert shown.startswith("### GLUE / smollm2-135m") and "| lora |" in shown
+    assert "**0.800/0.800**" in shown and "— (missing: cola" in shown
+    assert "Suites" in {t.label for t in build_app(glue.results).blocks.values()
+                        if type(t).__name__ == "Tab"}
+
+
+def test_no_suite_tab_without_suite_results(board: Dashboard) -> None:
+    assert board.suites_markdown() == ""

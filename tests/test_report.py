@@ -12,6 +12,7 @@ from result_fixtures import (
     fake_capabilities,
     our_result,
     suite_memory_accuracy_frontier,
+    write_glue_results,
     write_our_results,
 )
 from typer.testing import CliRunner
@@ -158,3 +159,23 @@ def test_report_json_is_never_modified(tmp_path: Path) -> None:
     write_report([ours], tmp_path / "out")
     assert {p: p.read_bytes() for p in ours.iterdir()} == before
     assert json.loads(next(iter(before.values())))["run_info"]
+
+
+def test_report_on_a_suite_shows_the_per_task_table_and_the_suite_score(tmp_path):
+    out = tmp_path / "report"
+    write_report([write_glue_results(tmp_path / "glue")], out)
+    markdown = (out / "report.md").read_text()
+    table = markdown.split("## GLUE / smollm2-135m: per task", 1)[1].split("\n## ", 1)[0]
+    assert "| technique | cola | sst2 | mrpc | stsb | qqp | mnli | qnli | rte | wnli | GLUE " \
+           "score |" in table
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["| lora"].endswith("| **0.700** |")  # the only complete technique
+    assert "| **0.800/0.800** |" in lines["| ia3"] and "| 0.700/0.700 |" in lines["| lora"]
+    assert "— (missing: cola, sst2, stsb, qqp, mnli, qnli, wnli)" in lines["| ia3"]
+    assert "No GLUE score for ia3: it lacks cola, sst2, stsb" in table
+    assert "## glue:mrpc / smollm2-135m" in markdown  # the per-task sections stay
+    html = (out / "report.html").read_text()
+    assert "GLUE / smollm2-135m: per task" in html and "<td><b>0.800/0.800</b></td>" in html
+    # one task of a suite alone: no suite table
+    write_report([tmp_path / "glue" / "mrpc"], tmp_path / "one")
+    assert "per task" not in (tmp_path / "one" / "report.md").read_text()

@@ -80,3 +80,52 @@ def test_an_item_interval_is_attached_only_where_the_score_is_the_items_mean():
     mcc, = aggregate([scored("glue:cola", 0.3, 0), scored("glue:cola", 0.3, 1)])
     assert mcc.test_items is None and "test_score" not in mcc.bounds
     assert mcc.values["test_score"] == pytest.approx(0.3)
+
+
+def test_standings_name_the_missing_tasks_and_score_only_complete_suites():
+    from peftbench.analysis import missing_tasks, suite_standings
+
+    runs = [run(task, metrics) for task, metrics in GLUE_METRICS.items()]
+    # ia3 lacks WNLI and one of MRPC's metrics; a SuperGLUE task alone opens a SuperGLUE entry
+    runs += [run(task, metrics, method="ia3") for task, metrics in GLUE_METRICS.items()
+             if task not in ("glue:wnli", "glue:mrpc")]
+    runs.append(run("glue:mrpc", {"accuracy": 0.6}, method="ia3"))
+    runs.append(run("superglue:boolq", {"accuracy": 0.7}, method="ia3"))
+    found = {(s.suite, s.technique): s for s in suite_standings(runs)}
+    assert set(found) == {("glue", "lora"), ("glue", "ia3"), ("superglue", "ia3")}
+    assert found["glue", "lora"].missing == () and found["glue", "lora"].score is not None
+    ia3 = found["glue", "ia3"]
+    assert ia3.missing == ("mrpc", "wnli") and ia3.score is None
+    assert "mrpc" not in ia3.tasks and ia3.tasks["mnli"] == pytest.approx(0.7)
+    assert found["superglue", "ia3"].missing == tuple(c for c in SUITES["superglue"]
+                                                      if c != "boolq")
+    assert missing_tasks("glue", GLUE_METRICS) == []
+    # the complete technique's standing agrees with suite_scores
+    assert [s.score for s in suite_scores(runs)] == [found["glue", "lora"].score]
+
+
+def test_the_suite_table_marks_the_best_per_column_and_says_what_is_missing():
+    from peftbench.analysis.suite_tables import suite_tables, table_html, table_markdown
+
+    better = {**GLUE_METRICS, "glue:cola": {"matthews_corrcoef": 0.6}}
+    runs = [run(task, metrics) for task, metrics in GLUE_METRICS.items()]
+    runs += [run(task, metrics, method="ia3") for task, metrics in better.items()]
+    runs += [run(task, metrics, method="oft") for task, metrics in GLUE_METRICS.items()
+             if task in ("glue:cola", "glue:rte")]
+    runs.append(run("superglue:boolq", {"accuracy": 0.7}))  # one SuperGLUE task: no table
+    table, = suite_tables(runs)
+    assert table.suite == "glue" and table.headers[0] == "technique"
+    assert table.headers[1:] == [*SUITES["glue"], "GLUE score"]
+    assert [row[0] for row in table.rows] == ["ia3", "lora", "oft"]  # best score first
+    cola, mrpc, score = 1, 3, len(table.headers) - 1
+    assert table.rows[0][cola] == "0.600" and table.rows[1][mrpc] == "0.800/0.600"
+    assert (0, cola) in table.best and (1, cola) not in table.best
+    assert {(0, mrpc), (1, mrpc), (2, mrpc)} & table.best == {(0, mrpc), (1, mrpc)}  # a tie
+    assert (0, score) in table.best and (1, score) not in table.best
+    assert table.rows[2][mrpc] == "—"
+    assert table.rows[2][score].startswith("— (missing: sst2, mrpc, stsb")
+    assert table.missing["oft"] == [c for c in SUITES["glue"] if c not in ("cola", "rte")]
+    markdown = table_markdown(table)
+    assert "| ia3 | **0.600** |" in markdown and "mrpc f1/accuracy" in markdown
+    assert "<td><b>0.600</b></td>" in table_html(table)
+    assert suite_tables([r for r in runs if r.task in ("glue:cola", "superglue:boolq")]) == []

@@ -180,6 +180,9 @@ def test_missing_folder_file_unknown_name_and_options_are_user_errors(tmp_path):
         get_task("superglue:cb", {"data": str(folder)}).load_split("test")
     with pytest.raises(UserError, match="unknown glue task 'mnli'; did you mean"):
         get_task("glue:mnli")
+    with pytest.raises(UserError, match="superglue:all is the whole suite: .peftbench "
+                                        "tournament --task superglue:all"):
+        get_task("superglue:all")  # `run` takes one task
     with pytest.raises(UserError, match="unknown option"):
         get_task("superglue:boolq", {"n_vaild": 3})
     with pytest.raises(UserError, match="n_valid=20 leaves no training items"):

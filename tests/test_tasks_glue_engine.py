@@ -103,3 +103,50 @@ def test_fingerprints_see_a_pair_and_leave_other_examples_as_they_were():
     assert items_fingerprint([bob, paris]) != items_fingerprint([paris, bob])
     splits = {"train": [bob], "validation": [], "test": []}
     assert fingerprint(splits) != fingerprint({**splits, "train": [paris]})
+
+
+def test_an_encoder_regresses_stsb_and_its_run_still_exports(tmp_path):
+    import torch
+
+    from peftbench import export
+    from peftbench.engine.batching import collate
+    from peftbench.tasks import get_task
+
+    folder = write_task(tmp_path / "stsb", "glue:stsb", n_train=24, n_test=8)
+    task = get_task("glue:stsb", {"data": str(folder), "n_valid": 4})
+    examples = task.load_split("train")[:3]
+    features = encode_classification(examples, _tokenizer(), 64, regression=True)
+    assert [f.labels for f in features] == [e.value for e in examples]  # the exact scores
+    assert collate(features, 0)["labels"].dtype == torch.float32
+
+    outcome = run_experiment(spec_for("tiny-bert", "glue:stsb", folder), tmp_path / "out",
+                             progress=False, save_adapter=True)
+    assert outcome.ok, outcome.error
+    info = outcome.result["train_info"]
+    final = info["metrics"][-1]
+    assert info["test_metric"] == "pearson" and final["test pearson"] == info["test_score"]
+    assert -1 <= final["test spearman"] <= 1 and len(info["test_items"]) == 8
+    answers = [json.loads(line) for line in outcome.path.with_name(
+        info["test_answers"]).read_text().splitlines()]
+    outputs = [float(a["output"]) for a in answers]  # the head's output, not a class name
+    assert len(set(outputs)) > 1 and not {a["output"] for a in answers} & set(task.labels)
+    assert [a["reference"] for a in answers] == [e.answer for e in task.load_split("test")]
+
+    # the run's head has one output: export rebuilds it at that size and scores the same
+    report = export.export_lora(outcome.path, tmp_path / "lora", 16, progress=False)
+    assert report.heads == ["classifier"] and report.probe_max_abs_logit_diff < 1e-4
+    assert report.score_after == pytest.approx(report.score_before, abs=1e-6)
+    merged = export.export_merged(outcome.path, tmp_path / "merged", progress=False)
+    config = json.loads((tmp_path / "merged" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+    # the same outputs (a tiny model's are nearly equal, so ties in the scores' low bits
+    # may still swing its correlation: compare the outputs, not the score)
+    assert merged.probe_max_abs_logit_diff < 1e-4 and -1 <= merged.score_after <= 1
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from peftbench.engine.models import minilm_folder
+
+    return AutoTokenizer.from_pretrained(str(minilm_folder()))

@@ -23,7 +23,8 @@ The data flows through the submodules in one direction (each imports only those 
 - `recommendation`: the best technique under constraints, with the reasons for exclusions;
 - `suite_scores`: the GLUE and SuperGLUE scores of a technique whose runs cover a suite.
 
-Beside them, readers of the same data: `report` and `figures` (HTML, PNG and Markdown), `app`
+Beside them, readers of the same data: `report` and `figures` (HTML, PNG and Markdown), with
+`suite_tables` (a suite's technique × task table), `app`
 (the Gradio dashboard) and `space` (that dashboard as a Hugging Face Space folder).
 
 Everything public is re-exported here, so ``from peftbench import analysis as an`` is enough.
@@ -76,8 +77,11 @@ from peftbench.analysis.recommendation import Recommendation, describe, recommen
 from peftbench.analysis.suite_scores import (
     SUITES,
     SuiteScore,
+    SuiteStanding,
+    missing_tasks,
     suite_score,
     suite_scores,
+    suite_standings,
     suite_tasks,
     task_scores,
 )
@@ -129,8 +133,11 @@ __all__ = [
     # suite scores (GLUE, SuperGLUE)
     "SUITES",
     "SuiteScore",
+    "SuiteStanding",
+    "missing_tasks",
     "suite_score",
     "suite_scores",
+    "suite_standings",
     "suite_tasks",
     "task_scores",
 ]

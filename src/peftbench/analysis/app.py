@@ -24,6 +24,7 @@ from peftbench import analysis as an
 from peftbench.analysis.answers import failures_markdown
 from peftbench.analysis.caveats import score_caveats
 from peftbench.analysis.figures import pareto_figure
+from peftbench.analysis.suite_tables import suite_tables, table_markdown
 from peftbench.engine.results import RunSummary
 from peftbench.errors import UserError
 
@@ -103,6 +104,12 @@ class Dashboard:
         if unreadable:
             parts.append("**Unreadable files**\n\n" + "\n".join(unreadable))
         return "\n\n".join(parts)
+
+    def suites_markdown(self) -> str:
+        """The per-task table of each suite (GLUE, SuperGLUE) the results cover at least two
+        tasks of, with its score per technique, as in the report; "" when there is none."""
+        return "\n".join(f"### {table.title}\n\n{table_markdown(table)}"
+                         for table in suite_tables(self.results.runs))
 
     def techniques(self, group: str) -> list[an.Aggregate]:
         """Each technique's best configuration in a group (chosen on validation)."""
@@ -211,6 +218,10 @@ def build_app(results: an.ResultSet):
             answers = gr.Markdown(elem_id="wrong-answers")
         with gr.Tab("Samples"):
             samples = gr.HTML(elem_id="samples")
+        suites = board.suites_markdown()
+        if suites:
+            with gr.Tab("Suites"):
+                gr.Markdown(suites, elem_id="suites")
         with gr.Tab("Recommend"):
             with gr.Row():
                 optimize = gr.Dropdown(metrics, value="test_score", label="optimize")

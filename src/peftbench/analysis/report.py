@@ -32,6 +32,7 @@ from peftbench.analysis.figures import (
     pareto_png,
 )
 from peftbench.analysis.samples import SampleGrid, grid_html, grid_markdown, sample_grid
+from peftbench.analysis.suite_tables import SuiteTable, suite_tables, table_html, table_markdown
 from peftbench.engine.results import RunSummary
 from peftbench.errors import UserError
 
@@ -132,6 +133,33 @@ def section_markdown(section: Section) -> str:
     return "\n".join(parts)
 
 
+def suite_markdown(table: SuiteTable) -> str:
+    """The Markdown of a suite's per-task table, with a line per technique lacking tasks."""
+    return (f"## {table.title}: per task\n\n{table_markdown(table)}\n"
+            + "".join(f"{line}\n" for line in suite_missing_lines(table)))
+
+
+def suite_html(table: SuiteTable) -> str:
+    """The HTML section of a suite's per-task table."""
+    lines = "".join(f"<p>{html.escape(line)}</p>" for line in suite_missing_lines(table))
+    return (f"<section><h2>{html.escape(table.title)}: per task</h2>{table_html(table)}"
+            f"{lines}</section>")
+
+
+def suite_missing_lines(table: SuiteTable) -> list[str]:
+    """Why a technique has no suite score: the tasks it lacks (one line for all techniques
+    when they lack the same)."""
+    lacking = {name: tasks for name, tasks in table.missing.items() if tasks}
+    if not lacking:
+        return []
+    name = table.title.split(" / ")[0]
+    kinds = {tuple(tasks) for tasks in lacking.values()}
+    if len(kinds) == 1 and len(lacking) == len(table.missing):
+        return [f"No {name} score yet: every technique lacks {', '.join(next(iter(kinds)))}."]
+    return [f"No {name} score for {who}: it lacks {', '.join(tasks)}."
+            for who, tasks in lacking.items()]
+
+
 def _failed_row(run: RunSummary) -> dict:
     return {"run": run.experiment_name, "status": run.status, "error": run.error or "—",
             "file": Path(run.path).name}
@@ -139,11 +167,13 @@ def _failed_row(run: RunSummary) -> dict:
 
 # -- the report ------------------------------------------------------------------------------
 
-def render(results: an.ResultSet, sections: Sequence[Section]) -> dict[str, bytes]:
-    """Every report file's name and content (HTML, Markdown, PNGs), built in memory."""
+def render(results: an.ResultSet, sections: Sequence[Section],
+           suites: Sequence[SuiteTable] = ()) -> dict[str, bytes]:
+    """Every report file's name and content (HTML, Markdown, PNGs), built in memory; the
+    ``suites`` tables (GLUE, SuperGLUE: technique × task) come first."""
     files: dict[str, bytes] = {}
-    md = ["# peftbench report\n"]
-    body = []
+    md = ["# peftbench report\n", *[suite_markdown(table) for table in suites]]
+    body = [suite_html(table) for table in suites]
     first = True
     for section in sections:
         figs = [pareto_figure(section.configs, section.status, section.specs,
@@ -177,7 +207,7 @@ def write_report(paths: Sequence[str | Path], out_dir: str | Path, x: str = "pea
     ``out_dir`` (a user error leaves no file behind). Returns the written paths."""
     results = an.load_results(paths)
     sections = build_sections(results, x, y, level, task, model, where)
-    files = render(results, sections)
+    files = render(results, sections, suite_tables(results.select(task, model)))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")

@@ -6,8 +6,9 @@ mismatched accuracy). The diagnostics (SuperGLUE's AX-b and AX-g) are not part o
 Scores stay on the metrics' own scale (a fraction; a correlation from -1 to 1), not in percent.
 
 `suite_scores` computes them per (base model, technique) from a set of runs, once every task of
-a suite is present: per task, the technique's configuration with the best validation score
-(choosing never looks at test), its seeds' test metrics averaged.
+a suite is present (`suite_standings` also for an incomplete suite, naming what is missing):
+per task, the technique's configuration with the best validation score (choosing never looks
+at test), its seeds' test metrics averaged.
 """
 
 from __future__ import annotations
@@ -82,23 +83,61 @@ class SuiteScore:
     runs: int = 0
 
 
+@dataclass(frozen=True)
+class SuiteStanding:
+    """One technique on one suite, complete or not: the chosen configurations' test metrics
+    per task, the task scores they give, the tasks still missing, and the suite's score (None
+    until nothing is missing)."""
+
+    suite: str
+    model: str
+    technique: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    tasks: dict[str, float] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    score: float | None = None
+    runs: int = 0
+
+
+def missing_tasks(suite: str, metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The suite's components (``cola``, ``mnli``...) without a score in ``metrics``: a task
+    or one of its official metrics is absent."""
+    scores = task_scores(suite, metrics)
+    return [component for component in SUITES[suite] if component not in scores]
+
+
+def suite_standings(runs: Sequence[RunSummary]) -> list[SuiteStanding]:
+    """Per suite that the successful runs touch (any of its tasks), per (base model,
+    technique): what is there and what is missing, and the score when complete. Sorted by
+    suite, model, then technique."""
+    found = []
+    for (model, technique), members in sorted(_by_technique(runs).items()):
+        metrics, used = _chosen_metrics(members)
+        for suite in SUITES:
+            tasks = [task for task in suite_tasks(suite) if task in metrics]
+            if not tasks:
+                continue
+            mine = {task: metrics[task] for task in tasks}
+            found.append(SuiteStanding(suite, model, technique, mine, task_scores(suite, mine),
+                                       tuple(missing_tasks(suite, mine)),
+                                       suite_score(suite, mine), sum(used[t] for t in tasks)))
+    return sorted(found, key=lambda s: (s.suite, s.model, s.technique))
+
+
 def suite_scores(runs: Sequence[RunSummary]) -> list[SuiteScore]:
     """The score of every suite whose tasks all have successful runs, per (base model,
     technique), sorted by suite then best score first."""
+    found = [SuiteScore(s.suite, s.model, s.technique, s.score, s.tasks, s.runs)
+             for s in suite_standings(runs) if s.score is not None]
+    return sorted(found, key=lambda s: (s.suite, -s.score, s.model, s.technique))
+
+
+def _by_technique(runs: Sequence[RunSummary]) -> dict[tuple[str, str], list[RunSummary]]:
     groups: dict[tuple[str, str], list[RunSummary]] = {}
     for run in runs:
         if run.ok and run.test_metrics:
             groups.setdefault((run.model, technique_name(run)), []).append(run)
-    found = []
-    for (model, technique), members in groups.items():
-        metrics, used = _chosen_metrics(members)
-        for suite in SUITES:
-            score = suite_score(suite, metrics)
-            if score is not None:
-                count = sum(used[task] for task in suite_tasks(suite))
-                found.append(SuiteScore(suite, model, technique, score,
-                                        task_scores(suite, metrics), count))
-    return sorted(found, key=lambda s: (s.suite, -s.score, s.model, s.technique))
+    return groups
 
 
 def _chosen_metrics(runs: list[RunSummary]) -> tuple[dict[str, dict[str, float]],

@@ -204,7 +204,9 @@ def check_inputs(spec: ExperimentSpec) -> None:
         kind = "image-gen"
     check_adapter_config(method, kind, spec.targets, spec.adapter_config)
     if local and kind != "image-gen":
-        _build_once(method, kind, spec, max(len(task.labels), 2))
+        from peftbench.engine.prepared import head_size
+
+        _build_once(method, kind, spec, head_size(task))
 
 
 def check_adapter_config(method: Any, kind: str, targets: str | None,

@@ -134,14 +134,23 @@ def tournament(
 
     The results table goes to stdout (Markdown when stdout is not a terminal) and to
     OUT/results.md; the plan, progress and notes go to stderr. Results are named by their
-    spec's content hash: the same command again resumes in --out, skipping finished runs."""
+    spec's content hash: the same command again resumes in --out, skipping finished runs.
+
+    --task glue:all (or superglue:all) runs one tournament per task of the suite, each in
+    OUT/NAME, and writes the per-task table and the suite's score to OUT/suite.json."""
     from peftbench import tournament as tm
     from peftbench.cli.display.trackers import print_tracking
+    from peftbench.tournament.suite import suite_of, suite_task_names
     from peftbench.trackers import prepare_stores, tracking_config
 
     model, task = _preset_model_task(ctx, preset, model, task)
     budget = _budget(preset, task)
     methods = methods or budget.get("methods", "preset:quick")
+    suite = suite_of(task)
+    if suite is not None and (memory_only or model.startswith("config:")):
+        raise UserError(f"--task {task}: a suite tournament compares scores; --memory-only (and "
+                        "a config: model) measure one task: give one, e.g. --task "
+                        f"{suite_task_names(suite)[0]}")
     if memory_only or model.startswith("config:"):  # random weights: nothing to score
         from peftbench.cli.memory_only import memory_tournament
 
@@ -163,6 +172,14 @@ def tournament(
                   {"search_seed": seed, "lr_extend": lr_extend})
     if cfg.general_text and cfg.train.forgetting_samples:
         check_general_text(cfg.general_text)  # before the calibration run reads it
+    if suite is not None:
+        from peftbench.cli.suite import suite_tournament
+
+        return suite_tournament(
+            cfg, suite, out=out, executor=(executor, jobs, ray_address, run_timeout),
+            tracking=(report_to, tracking_dir), calibrate=calibrate, dry_run=dry_run,
+            save_adapters=save_adapters, retry_failed=retry_failed, progress=progress,
+            as_json=as_json)
     plan = tm.make_plan(cfg, _model_kind(cfg))
     tracking = tracking_config(report_to, tracking_dir, group=out.resolve().name, results=out)
     runner = _executor(executor, jobs, ray_address, run_timeout)

@@ -22,7 +22,8 @@ class Encoded:
     """One tokenized training example."""
 
     input_ids: list[int]
-    labels: list[int] | int  # token labels (causal LM) or a class index (classifier)
+    #: token labels (causal LM), a class index (classifier) or a target value (regression)
+    labels: list[int] | int | float
 
 
 def encode_causal(examples: Sequence[Example], tokenizer: Any, max_len: int) -> list[Encoded]:
@@ -43,14 +44,19 @@ def encode_causal(examples: Sequence[Example], tokenizer: Any, max_len: int) -> 
 
 
 def encode_classification(
-    examples: Sequence[Example], tokenizer: Any, max_len: int
+    examples: Sequence[Example], tokenizer: Any, max_len: int, regression: bool = False
 ) -> list[Encoded]:
     """Text (a pair when the example has ``text_pair``, with the tokenizer's special tokens
-    and separator) and its class index."""
+    and separator) and its class index, or with ``regression`` its real-valued target."""
     out = []
     for ex in examples:
         ids = tokenizer(ex.text or ex.prompt, ex.text_pair or None, truncation=True,
                         max_length=max_len)["input_ids"]
+        if regression:
+            if ex.value is None:
+                raise ValueError("regression example without a value")
+            out.append(Encoded(ids, float(ex.value)))
+            continue
         if ex.label is None:
             raise ValueError("classification example without a label")
         out.append(Encoded(ids, int(ex.label)))
@@ -58,7 +64,8 @@ def encode_classification(
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, left: bool = False) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest member (right padding for training)."""
+    """Pad a batch to its longest member (right padding for training); target values (a
+    regression) stay floats."""
     width = max(len(e.input_ids) for e in batch)
     ids, mask, labels = [], [], []
     for e in batch:
@@ -75,7 +82,8 @@ def collate(batch: Sequence[Encoded], pad_id: int, left: bool = False) -> dict[s
     return {
         "input_ids": torch.tensor(ids, dtype=torch.long),
         "attention_mask": torch.tensor(mask, dtype=torch.long),
-        "labels": torch.tensor(labels, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.float if isinstance(batch[0].labels, float)
+                               else torch.long),
     }
 
 

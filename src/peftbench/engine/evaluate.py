@@ -52,11 +52,12 @@ def score_classifier(
 def classify(
     model: nn.Module, features: Sequence[Encoded], *, pad_id: int, batch_size: int,
     device: torch.device, amp_dtype: torch.dtype | None = None, advance: Progress = None,
-) -> tuple[list[int], list[tuple[float, ...]]]:
+) -> tuple[list[Any], list[tuple[float, ...]]]:
     """A sequence classifier's predicted class (argmax of the logits) and class
-    probabilities (softmax) for each of ``features``, in order."""
+    probabilities (softmax) for each of ``features``, in order. A one-output head is a
+    regression: its prediction is the output itself (a float), with no probabilities."""
     model.eval()
-    predictions: list[int] = []
+    predictions: list[Any] = []
     probabilities: list[tuple[float, ...]] = []
     for start in range(0, len(features), batch_size):
         chunk = features[start:start + batch_size]
@@ -65,8 +66,12 @@ def classify(
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
         logits = logits.float().cpu()
-        predictions.extend(logits.argmax(-1).tolist())
-        probabilities.extend(tuple(row) for row in logits.softmax(-1).tolist())
+        if logits.shape[-1] == 1:
+            predictions.extend(logits[:, 0].tolist())
+            probabilities.extend(() for _ in range(len(chunk)))
+        else:
+            predictions.extend(logits.argmax(-1).tolist())
+            probabilities.extend(tuple(row) for row in logits.softmax(-1).tolist())
         if advance:
             advance(len(chunk))
     return predictions, probabilities

@@ -60,8 +60,9 @@ def prepare(spec: ExperimentSpec) -> Prepared:
         if not examples:
             raise UserError(f"task '{spec.task}': the {name} split is empty")
     method = get_method(spec.method)
-    loaded = load_model(spec.model, kind, num_labels=max(len(task.labels), 2),
-                        seed=spec.train.seed)
+    loaded = load_model(spec.model, kind, num_labels=head_size(task), seed=spec.train.seed)
+    if kind == "seq-cls" and task.regression:
+        loaded.model.config.problem_type = "regression"  # mean squared error on the value
     device = device_for_run()
     if kind == "image-gen":
         _check_image_run(task, loaded)
@@ -80,6 +81,12 @@ def _check_image_run(task: Task, loaded: LoadedModel) -> None:
 
     run_resolution(loaded.pipeline, task)
     task.metric = DIGIT_METRIC if loaded.pipeline.scorer == "digit" else DINO_METRIC
+
+
+def head_size(task: Task) -> int:
+    """The outputs of an encoder's head on ``task``: one for a regression, else one per class
+    (at least two)."""
+    return 1 if task.regression else max(len(task.labels), 2)
 
 
 def model_kind(task: Task, model: str) -> str:
@@ -110,7 +117,8 @@ def encode_examples(prep: Prepared, examples: list[Example]) -> list:
     """``examples`` tokenized for the run's model kind (labels masked to the answer)."""
     max_len = prep.spec.train.max_seq_length
     if prep.loaded.kind == "seq-cls":
-        return encode_classification(examples, prep.loaded.tokenizer, max_len)
+        return encode_classification(examples, prep.loaded.tokenizer, max_len,
+                                     regression=prep.task.regression)
     return encode_causal(examples, prep.loaded.tokenizer, max_len)
 
 
@@ -163,6 +171,8 @@ def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example
         model, features, pad_id=prep.loaded.tokenizer.pad_token_id,
         batch_size=params.eval_batch_size, device=prep.device, amp_dtype=prep.amp_dtype,
         advance=advance)
+    if prep.task.regression:
+        return _regression_answers(prep.task, predictions, examples), probabilities
     answers = []
     for i, (pred, feature, example) in enumerate(zip(predictions, features, examples,
                                                      strict=True)):
@@ -171,6 +181,19 @@ def _classifier_answers(prep: Prepared, model: nn.Module, examples: list[Example
                               _label_name(names, feature.labels), said, said,
                               pred == feature.labels))
     return answers, probabilities
+
+
+def _regression_answers(task: Task, predictions: list[float],
+                        examples: list[Example]) -> list[Answer]:
+    """A regression head's outputs as answers (nine significant digits: a float32 output
+    exactly, so the metrics see the real values), each judged by the task's `Task.is_correct`
+    (STS-B: the output rounds to the reference's rounded score)."""
+    answers = []
+    for i, (value, example) in enumerate(zip(predictions, examples, strict=True)):
+        said = f"{value:.9g}"
+        answers.append(Answer(i, _classifier_input(example), example.answer, said, said,
+                              bool(task.is_correct(said, example))))
+    return answers
 
 
 def _classifier_input(example: Example) -> str:

@@ -210,9 +210,18 @@ def _write_merged(session: Session, merged: nn.Module, folder: Path) -> tuple[di
     merged.save_pretrained(str(folder))
     session.prep.loaded.tokenizer.save_pretrained(str(folder))
     prep = session.prep
-    loaded = load_model(str(folder), prep.loaded.kind, num_labels=max(len(prep.task.labels), 2),
+    loaded = load_model(str(folder), prep.loaded.kind, num_labels=_head_size(merged, prep),
                         seed=prep.spec.train.seed)
     return {}, loaded.model.to(prep.device)
+
+
+def _head_size(model: nn.Module, prep: Any) -> int:
+    """The run's real head size: the merged model's own (one for a regression), else the
+    task's."""
+    from peftbench.engine.prepared import head_size
+
+    size = getattr(getattr(model, "config", None), "num_labels", None)
+    return size if isinstance(size, int) and size > 0 else head_size(prep.task)
 
 
 def _weight_dtype(model: nn.Module) -> torch.dtype:

@@ -11,7 +11,9 @@ Two kinds of tasks exist:
   greedily and comparing the extracted answer (e.g. the final number) with the reference;
 - ``classification``: each example has an integer ``label`` in ``range(len(labels))``; an encoder
   gets a classification head, a causal LM is trained to answer with the label's verbalizer
-  (``" " + labels[i]``) and scored on its generated answer;
+  (``" " + labels[i]``) and scored on its generated answer. A task with ``regression`` set
+  (STS-B) gives an encoder a one-output regression head instead, trained on each example's
+  real-valued ``value`` (mean squared error) and scored on the head's output;
 - ``image``: each example is a prompt and an image (`peftbench.tasks.dreambooth`); an image
   model learns to draw it and is scored by image similarity.
 """
@@ -47,6 +49,8 @@ class Example:
     references: tuple[str, ...] = ()
     #: the candidate this example asks about (a ReCoRD entity scored by an encoder)
     choice: str = ""
+    #: the real-valued target of a regression head (STS-B's similarity); None elsewhere
+    value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class Task(ABC):
     metric: str = "accuracy"
     #: class names, index = label (classification tasks only)
     labels: tuple[str, ...] = ()
+    #: an encoder gets a one-output regression head (mean squared error on `Example.value`)
+    #: instead of a classification head; its output, as text, is the answer scored
+    regression: bool = False
     #: generation budget for scoring, in new tokens
     max_new_tokens: int = 16
     #: generation stops at any of these strings (e.g. a newline after a one-line answer), so

@@ -3,10 +3,11 @@
 Every task is a classification: an encoder gets a classification head over the task's classes
 (a sentence pair is encoded as a pair), a causal LM reads a prompt per task and answers with
 the class's word (``yes``/``no``, ``positive``...). STS-B's similarity score is the exception
-in scoring: a causal LM answers the number (one decimal), an encoder classifies the score
-rounded to 0..5 (six classes); both are scored by Pearson and Spearman correlation against the
-exact score. MNLI is two tasks, ``mnli_matched`` and ``mnli_mismatched``, which train alike and
-are tested on the matched or the mismatched validation set.
+in scoring: a causal LM answers the number (one decimal), an encoder gets a regression head
+(one output, mean squared error on the exact score); both are scored by Pearson and Spearman
+correlation of the predicted scores against the reference. MNLI is two tasks,
+``mnli_matched`` and ``mnli_mismatched``, which train alike and are tested on the matched or
+the mismatched validation set.
 """
 
 from __future__ import annotations
@@ -171,24 +172,27 @@ class Stsb(PairTask):
     """STS-B: how similar are the two sentences, from 0 to 5? Pearson and Spearman."""
 
     name, config = "glue:stsb", "stsb"
-    labels = ("0", "1", "2", "3", "4", "5")  # an encoder's classes: the rounded score
+    labels = ("0", "1", "2", "3", "4", "5")  # the rounded score, each example's label
+    regression = True  # an encoder regresses the exact score (Example.value)
     fields = ("sentence1", "sentence2", "label")
     question = "How similar are the two sentences, from 0 to 5?"
     metric_names = ("pearson", "spearman")
-    summary = ("STS-B similarity 0-5: a causal LM answers the number, an encoder classifies "
-               "the rounded score (6 classes); Pearson and Spearman correlation")
+    summary = ("STS-B similarity 0-5: a causal LM answers the number, an encoder regresses "
+               "it; Pearson and Spearman correlation")
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
         self.max_new_tokens = 6
 
     def render(self, row: Row) -> list[Example]:
-        """One example: the pair, the score as text (one decimal), its rounded class."""
+        """One example: the pair, the score as text (one decimal), its rounded class and the
+        exact score (an encoder's regression target)."""
         score = similarity_of(row)
         first, second = self.pair(row)
         answer = f"{score:.1f}"
         return [Example(prompt=self.pair_prompt(first, second), target=" " + answer,
-                        answer=answer, text=first, text_pair=second, label=rounded(score))]
+                        answer=answer, text=first, text_pair=second, label=rounded(score),
+                        value=score)]
 
     def extract_answer(self, generated: str) -> str:
         """The first number of the generation, held to 0..5, with one decimal; ``""`` when
@@ -205,10 +209,11 @@ class Stsb(PairTask):
 
     def score(self, predictions: Sequence[Prediction],
               examples: Sequence[Example]) -> dict[str, float]:
-        """Pearson and Spearman correlation of the answered scores (an answer without a
-        number counts as 2.5, the middle of the scale) with the exact ones."""
+        """Pearson and Spearman correlation of the answered scores (a causal LM's answer
+        without a number counts as 2.5, the middle of the scale; a regression head's output
+        as it is) with the exact ones."""
         said = [_score_or_middle(p.answer) for p in predictions]
-        gold = [float(e.answer) for e in examples]
+        gold = [e.value if e.value is not None else float(e.answer) for e in examples]
         return {"pearson": metrics.pearson(said, gold), "spearman": metrics.spearman(said, gold)}
 
 
@@ -244,7 +249,7 @@ document_task("glue", TaskDoc(
             "in its schema; test = the public validation split, validation carved from train",
     metric="the official metric per task: Matthews correlation (cola), F1 and accuracy (mrpc, "
            "qqp), Pearson and Spearman (stsb), accuracy (others)",
-    argument="NAME: " + ", ".join(TASKS),
+    argument="NAME: " + ", ".join(TASKS) + "; all: every task (tournament only)",
     options=suite_options(),
     example="--model minilm-l6 --task glue:mrpc --data path/to/mrpc --task-opt n_train=2000",
 ))

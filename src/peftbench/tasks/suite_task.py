@@ -195,6 +195,10 @@ def make_suite_task(suite: str, tasks: dict[str, type[SuiteTask]], argument: str
         "n_valid": opts.integer("n_valid", None, minimum=1),
         "n_test": opts.integer("n_test", None, minimum=1),
     }
+    if argument == "all":
+        raise UserError(f"{suite}:all is the whole suite: `peftbench tournament --task "
+                        f"{suite}:all` runs one tournament per task; here give one task, "
+                        f"{suite}:NAME")
     if argument not in tasks:
         known = ", ".join(tasks)
         raise UserError(f"unknown {suite} task '{argument}'{did_you_mean(argument, list(tasks))}"

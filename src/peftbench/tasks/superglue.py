@@ -296,7 +296,7 @@ document_task("superglue", TaskDoc(
             "split, trained on RTE), validation carved from train",
     metric="the official metric per task: F1a and EM (multirc), F1 and EM (record), macro-F1 "
            "and accuracy (cb), Matthews correlation (axb), accuracy (others)",
-    argument="NAME: " + ", ".join(TASKS),
+    argument="NAME: " + ", ".join(TASKS) + "; all: every task (tournament only)",
     options=suite_options(),
     example="--model smollm2-135m --task superglue:boolq --data path/to/boolq",
 ))

@@ -29,7 +29,8 @@ Its modules, each importing only those listed above it:
 - `outcome`: what a tournament found, per technique;
 - `storage`: the folder: finished results (resume), the lock, leftovers, ``tournament.json``;
 - `runner`: choosing on validation, and `Tournament`, which runs a plan with an executor;
-- `estimate`: a calibration run and the plan's time estimate.
+- `estimate`: a calibration run and the plan's time estimate;
+- `suite`: a whole suite (``--task glue:all``): one tournament per task, and ``suite.json``.
 """
 
 from __future__ import annotations
