@@ -48,11 +48,14 @@ def fixed_task(tokenizer, kind: str, max_len: int = 24) -> list[Encoded]:
 
 def train_briefly(method: Method, model_name: str, kind: str, steps: int = 20,
                   lr: float | None = None, overrides: dict | None = None,
-                  evaluate: bool = True) -> Trained:
+                  evaluate: bool = True, layers: int | None = None) -> Trained:
     """Build ``method`` on a fresh ``model_name`` and train it with the engine's loop;
-    ``evaluate`` measures the eval-mode loss before and after."""
+    ``evaluate`` measures the eval-mode loss before and after. ``layers`` keeps only the first
+    blocks of a decoder (real weights and widths, less depth)."""
     torch.set_num_threads(1)  # the machine is shared: one thread beats two contended ones
     loaded = load_model(model_name, kind, seed=0)
+    if layers is not None:
+        keep_first_layers(loaded.model, layers)
     model = method.build(loaded.model, kind, None, overrides or {})
     features = fixed_task(loaded.tokenizer, kind)
     full_batch = collate(features, loaded.tokenizer.pad_token_id)
@@ -70,6 +73,16 @@ def train_briefly(method: Method, model_name: str, kind: str, steps: int = 20,
     after = eval_loss(model, full_batch) if evaluate else math.nan
     batch = {k: v for k, v in full_batch.items() if k != "labels"}
     return Trained(model, losses, batch, before, after)
+
+
+def keep_first_layers(model: torch.nn.Module, n: int) -> None:
+    """Cut a decoder (``model.model.layers``) to its first ``n`` blocks, config included."""
+    blocks = model.model.layers
+    assert len(blocks) > n, f"the model has {len(blocks)} blocks, not more than {n}"
+    model.model.layers = torch.nn.ModuleList(list(blocks)[:n])
+    model.config.num_hidden_layers = n
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n]
 
 
 def eval_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
