@@ -87,15 +87,19 @@ def _separation(techniques: dict, name: str) -> dict:
             "gap_over_spread": closest / worst if worst else None}
 
 
-def quick_tournament(out: Path, seed: int, general_text: str | None) -> float | None:
-    """The README's main command with training seed ``seed``; returns its wall time (None when
-    ``out`` already holds that tournament, finished: it is read, not rerun)."""
+def quick_tournament(out: Path, seed: int, general_text: str | None,
+                     task_opts: list[str]) -> float | None:
+    """The README's main command with training seed ``seed`` (and ``task_opts`` as
+    ``--task-opt`` values over the preset's); returns its wall time (None when ``out`` already
+    holds that tournament, finished: it is read, not rerun)."""
     if (out / "tournament.json").exists():
         return None
     command = [sys.executable, "-m", "peftbench.cli", "tournament", "--preset", "quick",
                "--seed", str(seed), "--out", str(out), "--no-progress"]
     if general_text:
         command += ["--general-text", general_text]
+    for opt in task_opts:
+        command += ["--task-opt", opt]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
@@ -178,6 +182,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / ".bench-verdict")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-verdict", action="store_true")
+    ap.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a task option of the preset (e.g. n_test=300)")
     args = ap.parse_args()
     figures: dict = {"date": dt.date.today().isoformat()}
     if not args.skip_memory:
@@ -193,7 +199,7 @@ def main() -> None:
         runs = {}
         for seed in args.seeds:
             folder = args.work / f"quick-seed{seed}"
-            wall = quick_tournament(folder, seed, args.general_text)
+            wall = quick_tournament(folder, seed, args.general_text, args.task_opt)
             manifest = json.loads((folder / "tournament.json").read_text())
             runs[str(seed)] = {"wall_seconds": wall, "tournament_seconds": manifest["seconds"],
                                "estimate": estimate_check(manifest), **verdict(folder)}
@@ -202,7 +208,8 @@ def main() -> None:
                      f"{est['ratio']:.2f})" if est else "")
             print(f"quick preset, seed {seed}: {manifest['seconds'] / 60:.1f} min{guess}, "
                   f"★ {runs[str(seed)]['stars']}", flush=True)
-        figures["verdict"] = {"seeds": list(args.seeds), "runs": runs}
+        figures["verdict"] = {"seeds": list(args.seeds), "runs": runs,
+                              "task_options": args.task_opt}
         if len(args.seeds) < 2:
             print("one rerun only: no agreement to measure")
         else:

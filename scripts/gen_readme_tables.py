@@ -50,8 +50,10 @@ def verdict_table(data: dict) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     walls = ", ".join(f"{runs[s]['tournament_seconds'] / 60:.1f} min" for s in seeds)
     items = next(iter(runs[seeds[0]]["techniques"].values()))["items"]
+    overrides = ", ".join(verdict.get("task_options") or [])
     lines += ["", f"Tournament time (after calibration) {walls}; {items} test items per "
-              "technique." + _estimates(runs, seeds)]
+              "technique" + (f" (`--task-opt {overrides}` over the preset)" if overrides else "")
+              + "." + _estimates(runs, seeds)]
     agree = verdict.get("agreement")
     if agree is None:
         lines[-1] += " A rerun with another seed has not been measured yet."
