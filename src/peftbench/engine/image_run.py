@@ -271,17 +271,7 @@ def _train(prep: Any, data: ImageData, model: nn.Module, encoder: ImageEncoder |
                         metric=prep.task.metric,
                         on_step=lambda step, loss: advance(1, info=f"loss {loss:.3f}"),
                         on_log=tracker.log if tracker else None, step_loss=step_loss)
-    m.num_trainable_params, m.num_total_params = outcome.trainable_params, outcome.total_params
-    m.memory = memory.report(param_bytes=m.param_bytes, trainable_bytes=outcome.trainable_bytes,
-                             state_bytes=outcome.state_bytes,
-                             activation_bytes=outcome.activation_bytes)
-    m.metrics, m.train_loss_curve = outcome.metrics, outcome.loss_curve
-    m.train_time, m.train_tokens = outcome.train_time, outcome.train_tokens
-    m.train_samples, m.state_bytes = outcome.train_samples, outcome.state_bytes
-    m.valid_score, m.last_loss = outcome.final_valid, outcome.last_loss
-    m.optimizer_type, m.data_order = outcome.optimizer_name, outcome.data_order
-    m.tokens_per_sec = outcome.train_tokens / max(outcome.train_time, 1e-9)
-    m.phase_seconds["first_step"] = round(outcome.first_step_time, 3)
+    m.take_training(outcome, memory)
 
 
 def probe_batch(data: ImageData, batch_size: int) -> dict[str, torch.Tensor]:

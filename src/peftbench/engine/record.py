@@ -20,7 +20,9 @@ from peftbench.engine.inputs import InputRecord, parse_inputs
 
 if TYPE_CHECKING:
     from peftbench.engine.answers import Answer
+    from peftbench.engine.measure import MemoryTracker
     from peftbench.engine.spec import ExperimentSpec
+    from peftbench.engine.train import TrainOutcome
 
 STATUS_SUCCESS = "success"
 STATUS_FAILED = "failed"
@@ -92,6 +94,23 @@ class Measurements:
     drift: float | None = None
     #: an image run's sample images: {prompt, file (relative to the result), model}
     sample_images: list[dict[str, str]] = field(default_factory=list)
+
+    def take_training(self, outcome: TrainOutcome, memory: MemoryTracker) -> None:
+        """Record what the training loop measured (text and image runs alike). The counts come
+        from after training: building the optimizer may freeze parameters (LoRA-FA)."""
+        self.num_trainable_params = outcome.trainable_params
+        self.num_total_params = outcome.total_params
+        self.memory = memory.report(param_bytes=self.param_bytes,
+                                    trainable_bytes=outcome.trainable_bytes,
+                                    state_bytes=outcome.state_bytes,
+                                    activation_bytes=outcome.activation_bytes)
+        self.metrics, self.train_loss_curve = outcome.metrics, outcome.loss_curve
+        self.train_time, self.train_tokens = outcome.train_time, outcome.train_tokens
+        self.train_samples, self.state_bytes = outcome.train_samples, outcome.state_bytes
+        self.valid_score, self.last_loss = outcome.final_valid, outcome.last_loss
+        self.optimizer_type, self.data_order = outcome.optimizer_name, outcome.data_order
+        self.tokens_per_sec = outcome.train_tokens / max(outcome.train_time, 1e-9)
+        self.phase_seconds["first_step"] = round(outcome.first_step_time, 3)
 
 
 @dataclass
